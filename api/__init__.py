@@ -1,0 +1,1 @@
+"""Law-enforcement query API over the Redis serving store."""

@@ -1,0 +1,1 @@
+"""Operations: local Kafka/Redis provisioning, simulator, benchmarks."""

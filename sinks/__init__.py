@@ -1,0 +1,1 @@
+"""Edges of the product: Redis serving store, website publisher, audit."""

@@ -1,0 +1,1 @@
+"""Credit-transport: faust shell (app, settings, topics, codecs, agents, CLI)."""

@@ -1,0 +1,1 @@
+"""Reference credit website: publication API and public portal."""
