@@ -1,0 +1,198 @@
+"""Exactly-once processing on faust, made to hold.
+
+faust's ``processing_guarantee="exactly_once"`` gives one transactional producer per source
+partition and commits a partition's consumer offsets inside that producer's transaction. Reading
+faust 0.15.3 shows three gaps that break the guarantee for this product's topology, so the product
+closes them here, by configuration and subclassing only (ANCHORS.md §B, issues #177 and #323):
+
+1. **Records go to the wrong transaction.** ``TransactionManager.send`` picks the transaction of
+   the *destination* partition. A record re-keyed to another subject (a vehicle's violation
+   forwarded to its carrier) lands in another partition's transaction, which commits
+   independently: a crash between the two commits duplicates or loses it. Here every record sent
+   while a batch from source partition *p* is handled goes into *p*'s transaction
+   (:data:`SOURCE_PARTITION`).
+2. **A commit can interleave with a batch.** faust commits acked offsets from a background timer.
+   If it fires while a batch is half sent, or reads the acked offsets before a batch and commits
+   the transaction after it, the transaction holds outputs of events its offsets exclude; after
+   a crash those events are processed again and their outputs appear twice (the crash test saw
+   exactly one batch twice before this fix). Here the whole commit, offsets read included, waits
+   for :func:`exactly_once_batch`'s lock, and the batch acks its events before it lets go.
+3. **Table changelog records are sent late.** ``Table.__setitem__`` queues the changelog record
+   in the producer buffer; the transactional commit does not flush that buffer, so an offset can
+   commit before the state change that it implies. The agents here write state through
+   :func:`write_table` and wait until every record has been handed to its transaction.
+
+A third-party reader sees only committed transactions (``read_committed``), so outputs,
+changelog records and offsets become visible together or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import faust
+from faust.transport.consumer import TransactionManager
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
+from faust.types import TP
+
+SOURCE_PARTITION: contextvars.ContextVar[TP | None] = contextvars.ContextVar(
+    "credit_transport_source_partition", default=None
+)
+"""The source partition whose transaction receives the records sent in this context."""
+
+
+class SourcePartitionTransactionManager(TransactionManager):
+    """Sends each record in the transaction of the source partition being processed."""
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> Awaitable[Any]:
+        source = SOURCE_PARTITION.get()
+        if source is None:
+            # Table changelogs written by faust itself (recovery bookkeeping) go to the
+            # partition of their source, where faust's own choice is right.
+            return await super().send(topic, key, value, partition, timestamp, headers)
+        destination = self.consumer.key_partition(topic, key, partition)
+        group = self.app.assignor.group_for_topic(source.topic)
+        return await self.producer.send(
+            topic,
+            key,
+            value,
+            destination,
+            timestamp,
+            headers,
+            transactional_id=f"{self.app.conf.id}-{group}-{source.partition}",
+        )
+
+
+class BatchAwareConsumer(AIOKafkaConsumer):
+    """A consumer whose commits never interleave with a batch being sent."""
+
+    _batch_lock: asyncio.Lock | None = None
+
+    @property
+    def batch_lock(self) -> asyncio.Lock:
+        """Held while a batch is sent and acked; a commit (offsets read included) waits."""
+        if self._batch_lock is None:
+            self._batch_lock = asyncio.Lock()
+        return self._batch_lock
+
+    async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        async with self.batch_lock:
+            return bool(
+                await super().force_commit(topics, start_new_transaction=start_new_transaction)
+            )
+
+
+class ExactlyOnceTransport(AIOKafkaTransport):
+    """The aiokafka transport with the batch-aware consumer and source-partition transactions."""
+
+    Consumer = BatchAwareConsumer
+    TransactionManager = SourcePartitionTransactionManager
+
+
+class ExactlyOnceApp(faust.App):
+    """A faust app whose exactly-once mode routes records by source partition."""
+
+    def _new_transport(self) -> Any:
+        return ExactlyOnceTransport(self.conf.broker_consumer, self)
+
+
+def _batch_lock(app: faust.App) -> asyncio.Lock | None:
+    if not app.in_transaction:
+        return None
+    consumer = app.consumer
+    if isinstance(consumer, BatchAwareConsumer):
+        return consumer.batch_lock
+    raise TypeError("exactly-once batches need an ExactlyOnceApp")
+
+
+@asynccontextmanager
+async def exactly_once_batch(
+    app: faust.App, stream: faust.StreamT[Any], events: Sequence[faust.EventT[Any]]
+) -> AsyncIterator[list[Awaitable[Any]]]:
+    """Handle one batch of events so that its outputs commit together with its offsets.
+
+    Yields a list; append the delivery futures of every record the batch sends. On leaving, the
+    futures are awaited (each record is in its transaction) and the events are acked, all while
+    faust's commit waits, so no commit sees half a batch.
+    """
+    lock = _batch_lock(app)
+    pending: list[Awaitable[Any]] = []
+    if lock is None:
+        yield pending
+        await _settle(pending)
+        return
+    async with lock:
+        yield pending
+        await _settle(pending)
+        for event in events:
+            await stream.ack(event)
+
+
+async def _settle(pending: Iterable[Awaitable[Any]]) -> None:
+    futures = list(pending)
+    if futures:
+        await asyncio.gather(*futures)
+
+
+async def write_table(
+    table: faust.Table[Any, Any],
+    partition: int,
+    key: Any,
+    value: Any,
+    pending: list[Awaitable[Any]],
+) -> None:
+    """Set ``table[key]`` and send its changelog record now, in the current transaction.
+
+    Bypasses ``Table.__setitem__``, which queues the changelog record for later (gap 3 above).
+    """
+    store = table.data
+    if value is None:
+        store.pop(key, None)
+    else:
+        _store_set(store, partition, key, value)
+    pending.append(await table.changelog_topic.send(key=key, value=value, partition=partition))
+
+
+def _store_set(store: Any, partition: int, key: Any, value: Any) -> None:
+    db_for_partition = getattr(store, "_db_for_partition", None)
+    if db_for_partition is None:  # the memory store is a plain mapping
+        store[key] = value
+        return
+    # The RocksDB store picks its per-partition database from faust's current event, which a
+    # batch does not set: name the partition explicitly.
+    encoded_key = store._encode_key(key)
+    store._key_index[encoded_key] = partition
+    db_for_partition(partition).put(encoded_key, store._encode_value(value))
+
+
+def source_partitions(events: Sequence[faust.EventT[Any]]) -> dict[TP, list[faust.EventT[Any]]]:
+    """Group a batch's events by source partition, keeping each partition's order."""
+    grouped: dict[TP, list[faust.EventT[Any]]] = {}
+    for event in events:
+        grouped.setdefault(event.message.tp, []).append(event)
+    return grouped
+
+
+@contextmanager
+def sending_for(source: TP) -> Iterator[None]:
+    """Route every record sent in this block to the transaction of ``source``."""
+    token = SOURCE_PARTITION.set(source)
+    try:
+        yield
+    finally:
+        SOURCE_PARTITION.reset(token)
