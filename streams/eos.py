@@ -150,7 +150,7 @@ async def _settle(pending: Iterable[Awaitable[Any]]) -> None:
 
 
 async def write_table(
-    table: faust.Table[Any, Any],
+    table: Any,
     partition: int,
     key: Any,
     value: Any,

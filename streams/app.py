@@ -1,0 +1,293 @@
+"""The faust stream worker: thin agents around the pure rules, exactly-once on Kafka.
+
+Data flow (topic names in streams/topics.py):
+
+    overload-detections ┐
+    penalty-decisions   ├─ validate_and_route ─┬→ credit-facts (keyed by subject)
+    licensing-decisions ┘                      └→ <input>.dead-letter
+    credit-facts ── judge_credit_files ─┬→ credit-facts (forwarded to carrier, driver, ...)
+         (table subject_to_file)        ├→ list-triggers, enforcement-alerts
+                                        └→ credit-snapshots (compacted)
+
+Both agents handle events in batches (``take_events``): a batch reads each credit file once,
+applies every fact to it in memory, and writes each changed file once, so the per-event cost
+is the pure rule, not a table write (ANCHORS.md §D: ~125 µs per faust table write).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from processors.fact_codec import fact_from_dict, fact_to_dict, parse_subject, to_json
+from processors.facts import Fact
+from processors.file_codec import file_from_dict, file_to_dict
+from processors.ledger import CreditFile, apply, new_file
+from processors.policy import PolicyBook, parse_policy_book
+from processors.snapshot import snapshot
+from streams.codecs import AvroSerde, WireFormat
+from streams.eos import (
+    ExactlyOnceApp,
+    exactly_once_batch,
+    sending_for,
+    source_partitions,
+    write_table,
+)
+from streams.ingest import DeadLetter, SourceRecord, dead_letter_value, ingest
+from streams.metrics import WorkerMetrics
+from streams.settings import Settings
+from streams.topics import (
+    CREDIT_FACTS_TOPIC,
+    CREDIT_SNAPSHOTS_TOPIC,
+    ENFORCEMENT_ALERTS_TOPIC,
+    INPUT_TOPICS,
+    LIST_TRIGGERS_TOPIC,
+)
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings, registry: CollectorRegistry | None = None
+) -> tuple[ExactlyOnceApp, WorkerMetrics]:
+    """Build the worker app and wire its agents."""
+    app = ExactlyOnceApp(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
+        store=settings.store,
+        processing_guarantee="exactly_once",
+        datadir=str(settings.data_dir),
+        topic_partitions=CREDIT_FACTS_TOPIC.partitions,
+        topic_replication_factor=1,
+        # Topics are created explicitly (create-topics); faust declares only its changelogs.
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval_seconds,
+        # Commit from the timer only: see streams/eos.py (the fetcher's count-based commit
+        # would wait on the batch lock inside the fetch loop).
+        broker_commit_every=1_000_000_000,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=max(settings.session_timeout_seconds / 10, 0.5),
+        producer_linger=0.005,
+        web_port=settings.worker_web_port,
+        web_host=settings.bind_host,
+        web_bind=settings.bind_host,
+        # Table contents are personal data: never serve them over the worker's web server.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+    )
+    registry = registry or CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    add_operator_pages(app, registry)
+    policy_book = parse_policy_book(settings.policy_file.read_text(encoding="utf-8"))
+    serde = AvroSerde.with_local_ids(wire_format=WireFormat(settings.wire_format))
+    wire_agents(app, settings, metrics, policy_book, serde)
+    return app, metrics
+
+
+def wire_agents(
+    app: ExactlyOnceApp,
+    settings: Settings,
+    metrics: WorkerMetrics,
+    policy_book: PolicyBook,
+    serde: AvroSerde,
+) -> None:
+    """Declare the topics, the table and the agents on ``app``."""
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    input_topic = app.topic(*(spec.name for spec in INPUT_TOPICS), **raw)
+    record_for_topic = {spec.name: spec.record or "" for spec in INPUT_TOPICS}
+    dead_letter_topics = {
+        spec.name: app.topic(spec.dead_letter.name, **raw) for spec in INPUT_TOPICS
+    }
+    facts_topic = app.topic(CREDIT_FACTS_TOPIC.name, **raw)
+    facts_dead_letter_topic = app.topic(CREDIT_FACTS_TOPIC.dead_letter.name, **raw)
+    triggers_topic = app.topic(LIST_TRIGGERS_TOPIC.name, **raw)
+    alerts_topic = app.topic(ENFORCEMENT_ALERTS_TOPIC.name, **raw)
+    snapshots_topic = app.topic(CREDIT_SNAPSHOTS_TOPIC.name, **raw)
+    subject_to_file = app.Table(
+        "subject_to_file",
+        default=None,
+        partitions=CREDIT_FACTS_TOPIC.partitions,
+    )  # keys raw subject bytes, values JSON: the app's default serializers
+
+    async def send(topic: Any, key: bytes, value: bytes, pending: list[Awaitable[Any]]) -> None:
+        pending.append(await topic.send(key=key, value=value))
+        metrics.events_out.labels(topic.get_topic_name()).inc()
+
+    @app.agent(input_topic, name="validate_and_route")
+    async def validate_and_route(stream: Any) -> None:
+        async for events in stream.take_events(
+            settings.batch_max_events, settings.batch_within_seconds
+        ):
+            started = time.perf_counter()
+            now = datetime.now(UTC)
+            async with exactly_once_batch(app, stream, events) as pending:
+                for tp, partition_events in source_partitions(events).items():
+                    with sending_for(tp):
+                        for event in partition_events:
+                            message = event.message
+                            metrics.events_in.labels(message.topic).inc()
+                            record = _source(event)
+                            outcome = ingest(serde, record, record_for_topic[message.topic], now)
+                            if isinstance(outcome, DeadLetter):
+                                metrics.dead_letters.labels(
+                                    message.topic, outcome.reason_code
+                                ).inc()
+                                letter = serde.encode(
+                                    "DeadLetter", dead_letter_value(record, outcome, now)
+                                )
+                                await send(
+                                    dead_letter_topics[message.topic],
+                                    message.key or b"",
+                                    letter,
+                                    pending,
+                                )
+                                continue
+                            for subject, fact in outcome.facts:
+                                await send(
+                                    facts_topic,
+                                    str(subject).encode(),
+                                    _json(fact_to_dict(fact)),
+                                    pending,
+                                )
+            metrics.batch_seconds.labels("validate_and_route").observe(
+                time.perf_counter() - started
+            )
+
+    @app.agent(facts_topic, name="judge_credit_files")
+    async def judge_credit_files(stream: Any) -> None:
+        async for events in stream.take_events(
+            settings.batch_max_events, settings.batch_within_seconds
+        ):
+            started = time.perf_counter()
+            now = datetime.now(UTC)
+            async with exactly_once_batch(app, stream, events) as pending:
+                for tp, partition_events in source_partitions(events).items():
+                    with sending_for(tp):
+                        files: dict[bytes, CreditFile] = {}
+                        for event in partition_events:
+                            key: bytes = event.message.key or b""
+                            metrics.events_in.labels(CREDIT_FACTS_TOPIC.name).inc()
+                            file = files.get(key) or _load(subject_to_file, key)
+                            try:
+                                fact: Fact = fact_from_dict(
+                                    json.loads(event.message.value or b"null")
+                                )
+                                outcome = apply(file, fact, policy_book, now)
+                            except Exception as exc:
+                                letter = _process_dead_letter(event, exc, now)
+                                metrics.dead_letters.labels(
+                                    CREDIT_FACTS_TOPIC.name, letter.reason_code
+                                ).inc()
+                                log.exception("fact for %s dead-lettered", key.decode()[:12])
+                                await send(
+                                    facts_dead_letter_topic,
+                                    key,
+                                    serde.encode(
+                                        "DeadLetter",
+                                        dead_letter_value(_source(event), letter, now),
+                                    ),
+                                    pending,
+                                )
+                                continue
+                            files[key] = outcome.file
+                            if outcome.stale:
+                                metrics.stale_events.inc()
+                            for trigger in outcome.triggers:
+                                metrics.list_triggers.labels(
+                                    trigger.list_name.value,
+                                    trigger.rule_id,
+                                    trigger.action.value,
+                                ).inc()
+                                await send(triggers_topic, key, _json(to_json(trigger)), pending)
+                            for alert in outcome.alerts:
+                                metrics.enforcement_alerts.labels(alert.kind.value).inc()
+                                await send(alerts_topic, key, _json(to_json(alert)), pending)
+                            for subject, forwarded in outcome.forwards:
+                                await send(
+                                    facts_topic,
+                                    str(subject).encode(),
+                                    _json(fact_to_dict(forwarded)),
+                                    pending,
+                                )
+                        for key, file in files.items():
+                            await write_table(
+                                subject_to_file, tp.partition, key, file_to_dict(file), pending
+                            )
+                            view = snapshot(file, policy_book, now)
+                            await send(snapshots_topic, key, _json(to_json(view)), pending)
+            metrics.batch_seconds.labels("judge_credit_files").observe(
+                time.perf_counter() - started
+            )
+
+
+def add_operator_pages(app: ExactlyOnceApp, registry: CollectorRegistry) -> None:
+    """/metrics for Prometheus, /health/live and /health/ready for orchestrators."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/health/live")
+    async def live(web: Any, request: Any) -> Any:
+        return web.json({"status": "live"})
+
+    @app.page("/health/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        is_ready = bool(app.rebalancing is False and app.consumer_generation_id is not None)
+        return web.json(
+            {"status": "ready" if is_ready else "starting"}, status=200 if is_ready else 503
+        )
+
+
+def _source(event: faust.EventT[Any]) -> SourceRecord:
+    message = event.message
+    return SourceRecord(
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value,
+        tuple(_headers(message.headers)),
+    )
+
+
+def _headers(headers: Any) -> list[tuple[str, bytes | None]]:
+    if not headers:
+        return []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(str(key), value) for key, value in items]
+
+
+def _process_dead_letter(event: faust.EventT[Any], exc: Exception, now: datetime) -> DeadLetter:
+    # The message names the error type only: values may hold personal data.
+    return DeadLetter("PROCESSING_FAILED", f"{type(exc).__name__} while applying a fact", "PROCESS")
+
+
+def _load(table: Any, key: bytes) -> CreditFile:
+    stored = table.get(key)
+    if stored is None:
+        return new_file(parse_subject(key.decode()))
+    return file_from_dict(stored)
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a worker until it is stopped (SIGTERM or Ctrl-C)."""
+    app, _ = create_app(settings)
+    log.info("starting worker with settings %s", settings.as_dict())
+    worker = faust.Worker(app, loglevel="info", quiet=True)
+    worker.execute_from_commandline()

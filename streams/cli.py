@@ -1,0 +1,123 @@
+"""``credit-transport``: one console script with a subcommand for every process of the product.
+
+credit-transport demo              # local broker + Redis + worker + traffic; Ctrl-C stops all
+credit-transport kafka start|stop  # the local single-node Apache Kafka (KRaft)
+credit-transport redis start|stop  # the local Redis
+credit-transport create-topics     # every topic of streams/topics.py, idempotently
+credit-transport worker            # the faust stream worker (exactly-once)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from streams.settings import REPO_ROOT, Settings
+
+LOCAL_KAFKA_PORT = 19092
+LOCAL_KAFKA_CONTROLLER_PORT = 19093
+LOCAL_REDIS_PORT = 16379
+LOCAL_RUN_DIR = REPO_ROOT / ".run"
+
+
+def _kafka(args: argparse.Namespace) -> int:
+    from ops.services import LocalKafka
+
+    broker = LocalKafka(LOCAL_RUN_DIR / "kafka", LOCAL_KAFKA_PORT, LOCAL_KAFKA_CONTROLLER_PORT)
+    if args.action == "start":
+        broker.start()
+        print(f"Kafka ready at {broker.bootstrap_servers} ({broker.startup_seconds:.1f} s)")
+    else:
+        broker.stop()
+        print("Kafka stopped")
+    return 0
+
+
+def _redis(args: argparse.Namespace) -> int:
+    from ops.services import LocalRedis
+
+    server = LocalRedis(LOCAL_RUN_DIR / "redis", LOCAL_REDIS_PORT)
+    if args.action == "start":
+        server.start()
+        print(f"Redis ready at {server.url}")
+    else:
+        server.stop()
+        print("Redis stopped")
+    return 0
+
+
+def _create_topics(args: argparse.Namespace) -> int:
+    from streams.admin import main as create_topics
+
+    return create_topics(args.admin_args)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from streams.app import run_worker
+
+    run_worker(Settings())
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from ops.demo import feed
+
+    settings = Settings()
+    asyncio.run(feed(settings.kafka_bootstrap_servers, args.rate, args.seconds, args.seed))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ops.demo import run_demo
+
+    return run_demo(events_per_second=args.rate, seconds=args.seconds, seed=args.seed)
+
+
+SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": _demo,
+    "kafka": _kafka,
+    "redis": _redis,
+    "create-topics": _create_topics,
+    "worker": _worker,
+    "simulate": _simulate,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="credit-transport", description="Real-time credit system of a transport bureau."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run everything locally with synthetic traffic")
+    demo.add_argument("--rate", type=float, default=200.0, help="events per second")
+    demo.add_argument("--seconds", type=float, default=0.0, help="0 runs until Ctrl-C")
+    demo.add_argument("--seed", type=int, default=7)
+    simulate = commands.add_parser("simulate", help="send synthetic traffic to the broker")
+    simulate.add_argument("--rate", type=float, default=200.0, help="events per second")
+    simulate.add_argument("--seconds", type=float, default=60.0, help="0 runs until Ctrl-C")
+    simulate.add_argument("--seed", type=int, default=7)
+    for name in ("kafka", "redis"):
+        service = commands.add_parser(name, help=f"the local {name} for development and tests")
+        service.add_argument("action", choices=("start", "stop"))
+    create = commands.add_parser("create-topics", help="create every topic the product needs")
+    create.add_argument("admin_args", nargs=argparse.REMAINDER, help="see --help of the step")
+    commands.add_parser("worker", help="the faust stream worker")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    return SUBCOMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
