@@ -1,0 +1,149 @@
+"""``credit-transport demo``: the whole local pipeline with synthetic traffic, one command.
+
+Starts a local Apache Kafka and Redis, creates the topics, starts a stream worker, then feeds
+the simulator's events and shows one progress line (events sent, dead letters, triggers).
+Ctrl-C stops every process it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from ops.services import LocalKafka, LocalRedis, ServiceError
+from ops.simulator import Simulation, Simulator
+from streams.admin import ensure_topics
+from streams.cli import LOCAL_KAFKA_CONTROLLER_PORT, LOCAL_KAFKA_PORT, LOCAL_REDIS_PORT
+from streams.codecs import AvroSerde
+from streams.mapping import from_domain, record_name_of
+from streams.settings import REPO_ROOT
+from streams.topics import (
+    INPUT_TOPICS,
+    LIST_TRIGGERS_TOPIC,
+    OVERLOAD_DETECTIONS_TOPIC,
+)
+
+RUN_DIR = REPO_ROOT / ".run"
+
+
+def run_demo(events_per_second: float, seconds: float, seed: int) -> int:
+    # One progress line, not a scroll of client logs.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    kafka = LocalKafka(RUN_DIR / "kafka", LOCAL_KAFKA_PORT, LOCAL_KAFKA_CONTROLLER_PORT)
+    redis = LocalRedis(RUN_DIR / "redis", LOCAL_REDIS_PORT)
+    worker: subprocess.Popen[bytes] | None = None
+    started = time.monotonic()
+    try:
+        print("starting Apache Kafka (KRaft) and Redis on loopback ...", flush=True)
+        kafka.stop()  # a broker left over from an interrupted run
+        redis.stop()
+        kafka.start()
+        redis.start()
+        asyncio.run(ensure_topics(kafka.bootstrap_servers))
+        env = {
+            **os.environ,
+            "CREDIT_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "CREDIT_REDIS_URL": redis.url,
+            "CREDIT_STORE": os.environ.get("CREDIT_STORE", "rocksdb://"),
+            "CREDIT_DATA_DIR": str(RUN_DIR / "worker"),
+        }
+        with (RUN_DIR / "worker.log").open("ab") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        print(
+            f"\n  Kafka          {kafka.bootstrap_servers}\n"
+            f"  Redis          {redis.url}\n"
+            f"  worker         http://127.0.0.1:6066/metrics  (log: .run/worker.log)\n"
+            f"  list triggers  topic {LIST_TRIGGERS_TOPIC.name}\n"
+            f"  ready after    {time.monotonic() - started:.1f} s; Ctrl-C stops everything\n",
+            flush=True,
+        )
+        asyncio.run(feed(kafka.bootstrap_servers, events_per_second, seconds, seed))
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+    except ServiceError as exc:
+        print(f"\ncould not start: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        redis.stop()
+        kafka.stop()
+        print("stopped every process the demo started", flush=True)
+    return 0
+
+
+async def feed(bootstrap: str, rate: float, seconds: float, seed: int) -> None:
+    serde = AvroSerde.with_local_ids()
+    simulator = Simulator(Simulation(seed=seed))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    triggers = AIOKafkaConsumer(
+        LIST_TRIGGERS_TOPIC.name,
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
+    await producer.start()
+    await triggers.start()
+    topic_of = {spec.record: spec.name for spec in INPUT_TOPICS}
+    counts = {"events": 0, "bad": 0, "added": 0, "removed": 0}
+    first_trigger_at: float | None = None
+    started = time.monotonic()
+
+    async def send(event: object) -> None:
+        record = record_name_of(event)  # type: ignore[arg-type]
+        value = serde.encode(record, from_domain(event))  # type: ignore[arg-type]
+        key = getattr(event, "plate_number", None) or getattr(event, "decision_number", "")
+        await producer.send(topic_of[record], value, key=str(key).encode())
+        counts["events"] += 1
+
+    try:
+        for certificate in simulator.certificates():
+            await send(certificate)
+        while seconds <= 0 or time.monotonic() - started < seconds:
+            tick = time.monotonic()
+            for _ in range(max(1, int(rate / 10))):
+                if simulator.is_bad_record_turn():
+                    await producer.send(OVERLOAD_DETECTIONS_TOPIC.name, simulator.bad_record())
+                    counts["bad"] += 1
+                for event in simulator.next_events():
+                    await send(event)
+            batch = await triggers.getmany(timeout_ms=0)
+            for records in batch.values():
+                for record in records:
+                    action = json.loads(record.value)["action"]
+                    counts["added" if action == "ADD" else "removed"] += 1
+                    if first_trigger_at is None:
+                        first_trigger_at = time.monotonic() - started
+            first = f"{first_trigger_at:.1f} s" if first_trigger_at is not None else "-"
+            print(
+                f"\r  sent {counts['events']:>7} events, {counts['bad']:>4} bad records | "
+                f"list triggers: {counts['added']:>5} added, {counts['removed']:>4} removed | "
+                f"first trigger after {first}   ",
+                end="",
+                flush=True,
+            )
+            await asyncio.sleep(max(0.0, 0.1 - (time.monotonic() - tick)))
+    finally:
+        print()
+        with contextlib.suppress(Exception):
+            await triggers.stop()
+        await producer.stop()
