@@ -11,10 +11,13 @@ number, so every value is shown through :func:`mask_identifier`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import date
+from operator import mul
 from types import MappingProxyType
+from typing import NamedTuple
 
 from processors.model import PlateColour, Rejection
 
@@ -26,6 +29,13 @@ PLATE_INVALID = "PLATE_INVALID"
 PLATE_COLOUR_MISMATCH = "PLATE_COLOUR_MISMATCH"
 
 _DIGITS = frozenset("0123456789")
+
+# The checks run for every identifier of every event, and the same carriers, drivers and vehicles
+# recur all day: each check memoises its verdict on the value (a Rejection is immutable, so a
+# cached one can be handed out again). Bounded, so that a stream of distinct or hostile values
+# costs a fixed amount of memory; a county's fleet fits many times over.
+IDENTIFIER_CACHE_SIZE = 16_384
+"""Most distinct values each identifier check remembers the verdict of."""
 
 # --- masking ------------------------------------------------------------------------------------
 
@@ -106,6 +116,15 @@ national code centre. The table is that published assignment; none of B-H is ass
 """
 
 
+_USCC_CHARACTER = "[0-9A-HJ-NP-RTUWXY]"  # USCC_CHARSET as a regex class
+# Every character from the charset, a registration authority that assigns entity types, digits in
+# 3-8: a code of this shape only remains to be checked for its entity type and check character.
+_USCC_SHAPE = re.compile(
+    f"[{''.join(ENTITY_TYPES_BY_REGISTRATION_AUTHORITY)}]{_USCC_CHARACTER}[0-9]{{6}}"
+    f"{_USCC_CHARACTER}{{10}}"
+)
+
+
 def uscc_check_character(first17: str) -> str:
     """The 18th character of a USCC whose first 17 characters are given (GB 32100-2015).
 
@@ -113,12 +132,40 @@ def uscc_check_character(first17: str) -> str:
     """
     if len(first17) != len(USCC_WEIGHTS) or any(c not in _USCC_VALUES for c in first17):
         raise ValueError("expected 17 characters from the USCC charset")
-    total = sum(_USCC_VALUES[c] * w for c, w in zip(first17, USCC_WEIGHTS, strict=True))
+    return _uscc_check_character(first17)
+
+
+def _uscc_check_character(first17: str) -> str:
+    """:func:`uscc_check_character` of 17 characters known to be from the charset."""
+    total = sum(map(mul, map(_USCC_VALUES.__getitem__, first17), USCC_WEIGHTS))
     return USCC_CHARSET[(_USCC_MODULUS - total % _USCC_MODULUS) % _USCC_MODULUS]
 
 
 def check_uscc(code: str) -> Rejection | None:
     """Reject a code that is not a well-formed unified social credit code (GB 32100-2015)."""
+    if code.__class__ is str:
+        return _check_uscc_cached(code)
+    return _check_uscc(code)  # a str subclass may hash and compare unlike its text: not cached
+
+
+@functools.lru_cache(maxsize=IDENTIFIER_CACHE_SIZE)
+def _check_uscc_cached(code: str) -> Rejection | None:
+    return _check_uscc(code)
+
+
+def _check_uscc(code: str) -> Rejection | None:
+    if (
+        len(code) == USCC_LENGTH
+        and _USCC_SHAPE.fullmatch(code)
+        and code[1] in ENTITY_TYPES_BY_REGISTRATION_AUTHORITY[code[0]]
+        and code[17] == _uscc_check_character(code[:17])
+    ):
+        return None
+    return _uscc_rejection(code)
+
+
+def _uscc_rejection(code: str) -> Rejection:
+    """The rejection of a code :func:`_check_uscc` found wrong: the first problem, in order."""
     shown = mask_identifier(code)
 
     def rejection(problem: str) -> Rejection:
@@ -135,10 +182,9 @@ def check_uscc(code: str) -> Rejection | None:
         return rejection(f"entity type {code[1]!r} is not used by registration authority {code[0]}")
     if any(c not in _DIGITS for c in code[2:8]):
         return rejection("characters 3-8 must be an administrative division code (digits)")
-    expected = uscc_check_character(code[:17])
-    if code[17] != expected:
-        return rejection(f"check character is {code[17]}, expected {expected}")
-    return None
+    # Everything before it is right, so the check character is what _check_uscc found wrong.
+    expected = _uscc_check_character(code[:17])
+    return rejection(f"check character is {code[17]}, expected {expected}")
 
 
 # --- resident ID number (公民身份号码, GB 11643-1999) -----------------------------------------
@@ -163,6 +209,11 @@ EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 """Older birth dates are data-entry errors here, not living drivers or subjects."""
 
 
+# 17 digits and a check character: a number of this shape only remains to be checked for its
+# province, birth date and check digit.
+_RESIDENT_ID_SHAPE = re.compile("[0-9]{17}[0-9X]")
+
+
 def resident_id_check_digit(first17: str) -> str:
     """The 18th character of a resident ID number whose first 17 digits are given (GB 11643-1999).
 
@@ -170,7 +221,12 @@ def resident_id_check_digit(first17: str) -> str:
     """
     if len(first17) != len(RESIDENT_ID_WEIGHTS) or any(c not in _DIGITS for c in first17):
         raise ValueError("expected 17 ASCII digits")
-    total = sum(int(c) * w for c, w in zip(first17, RESIDENT_ID_WEIGHTS, strict=True))
+    return _resident_id_check_digit(first17)
+
+
+def _resident_id_check_digit(first17: str) -> str:
+    """:func:`resident_id_check_digit` of 17 characters known to be ASCII digits."""
+    total = sum(map(mul, map(int, first17), RESIDENT_ID_WEIGHTS))
     return _RESIDENT_ID_CHECK_DIGITS[total % 11]
 
 
@@ -181,33 +237,67 @@ def _birth_date(number: str) -> date | None:
         return None
 
 
+class _ResidentIdVerdict(NamedTuple):
+    """What a resident ID number says about itself, whatever the date today."""
+
+    rejection: Rejection | None
+    """A problem found before the birth date is compared with today."""
+    birth_date: date | None
+    """The birth date, when the number got as far as having one."""
+    later_rejection: Rejection | None
+    """A problem to report only if the birth date is not in the future."""
+
+
 def check_resident_id(number: str, today: date) -> Rejection | None:
     """Reject a number that is not a well-formed 18-digit resident ID number (GB 11643-1999).
 
     ``today`` is the date in China; a birth date after it cannot be real. The message never
     states the birth date: it is personal data.
     """
-    shown = mask_identifier(number)
+    if number.__class__ is str:
+        verdict = _resident_id_verdict_cached(number)
+    else:
+        verdict = _resident_id_verdict(number)  # a str subclass is not cached, as for the USCC
+    if verdict.rejection is not None:
+        return verdict.rejection
+    if verdict.birth_date is not None and verdict.birth_date > today:
+        return _resident_id_rejection(number, "the birth date is in the future")
+    return verdict.later_rejection
 
-    def rejection(problem: str) -> Rejection:
-        return Rejection(RESIDENT_ID_INVALID, f"resident ID number {shown}: {problem}")
 
+@functools.lru_cache(maxsize=IDENTIFIER_CACHE_SIZE)
+def _resident_id_verdict_cached(number: str) -> _ResidentIdVerdict:
+    return _resident_id_verdict(number)
+
+
+def _resident_id_verdict(number: str) -> _ResidentIdVerdict:
+    """The checks of :func:`check_resident_id` that do not depend on today, in its order."""
     if len(number) != RESIDENT_ID_LENGTH:
-        return rejection(f"must be {RESIDENT_ID_LENGTH} characters, not {len(number)}")
-    if any(c not in _DIGITS for c in number[:17]) or number[17] not in _RESIDENT_ID_CHECK_DIGITS:
-        return rejection("must be 17 digits followed by a digit or an upper-case X")
+        problem = f"must be {RESIDENT_ID_LENGTH} characters, not {len(number)}"
+        return _ResidentIdVerdict(_resident_id_rejection(number, problem), None, None)
+    if not _RESIDENT_ID_SHAPE.fullmatch(number):
+        problem = "must be 17 digits followed by a digit or an upper-case X"
+        return _ResidentIdVerdict(_resident_id_rejection(number, problem), None, None)
     if number[:2] not in PROVINCE_CODES:
-        return rejection("the address code does not start with a province code")
+        problem = "the address code does not start with a province code"
+        return _ResidentIdVerdict(_resident_id_rejection(number, problem), None, None)
     birth_date = _birth_date(number)
     if birth_date is None:
-        return rejection("the birth date is not a calendar date")
-    if birth_date > today:
-        return rejection("the birth date is in the future")
+        problem = "the birth date is not a calendar date"
+        return _ResidentIdVerdict(_resident_id_rejection(number, problem), None, None)
+    later: Rejection | None = None
     if birth_date < EARLIEST_BIRTH_DATE:
-        return rejection(f"the birth date is before {EARLIEST_BIRTH_DATE.year}")
-    if number[17] != resident_id_check_digit(number[:17]):
-        return rejection("the check digit does not match")
-    return None
+        later = _resident_id_rejection(
+            number, f"the birth date is before {EARLIEST_BIRTH_DATE.year}"
+        )
+    elif number[17] != _resident_id_check_digit(number[:17]):
+        later = _resident_id_rejection(number, "the check digit does not match")
+    return _ResidentIdVerdict(None, birth_date, later)
+
+
+def _resident_id_rejection(number: str, problem: str) -> Rejection:
+    shown = mask_identifier(number)
+    return Rejection(RESIDENT_ID_INVALID, f"resident ID number {shown}: {problem}")
 
 
 # --- plate numbers (机动车号牌, GA 36-2018) -----------------------------------------------------
@@ -232,6 +322,13 @@ NEW_ENERGY_COLOURS = frozenset({PlateColour.GREEN, PlateColour.YELLOW_GREEN})
 """渐变绿 for small and 黄绿双拼 for large new-energy vehicles; no other plate uses them."""
 
 
+# The two families as single patterns, for the verdict; the four above name the shapes.
+_NEW_ENERGY_PLATE = re.compile(
+    f"{_SMALL_NEW_ENERGY_PLATE.pattern}|{_LARGE_NEW_ENERGY_PLATE.pattern}"
+)
+_ORDINARY_OR_TRAILER_PLATE = re.compile(f"{_ORDINARY_PLATE.pattern}|{_TRAILER_PLATE.pattern}")
+
+
 def check_plate(plate_number: str, plate_colour: PlateColour | None) -> Rejection | None:
     """Reject a plate number of the wrong shape, or whose colour contradicts its shape.
 
@@ -239,30 +336,41 @@ def check_plate(plate_number: str, plate_colour: PlateColour | None) -> Rejectio
     new-energy plates (GA 36-2018). A new-energy plate is green or yellow-green; an ordinary
     plate is neither. With ``plate_colour`` None only the shape is checked.
     """
-    shown = mask_identifier(plate_number)
-    is_new_energy = bool(
-        _SMALL_NEW_ENERGY_PLATE.fullmatch(plate_number)
-        or _LARGE_NEW_ENERGY_PLATE.fullmatch(plate_number)
-    )
-    is_ordinary = bool(
-        _ORDINARY_PLATE.fullmatch(plate_number) or _TRAILER_PLATE.fullmatch(plate_number)
-    )
+    if plate_number.__class__ is str and (
+        plate_colour is None or plate_colour.__class__ is PlateColour
+    ):
+        return _check_plate_cached(plate_number, plate_colour)
+    # Anything else (a str subclass, or a colour given as a plain string, which hashes like the
+    # member of the same name) is checked without the cache.
+    return _check_plate(plate_number, plate_colour)
+
+
+@functools.lru_cache(maxsize=IDENTIFIER_CACHE_SIZE)
+def _check_plate_cached(plate_number: str, plate_colour: PlateColour | None) -> Rejection | None:
+    return _check_plate(plate_number, plate_colour)
+
+
+def _check_plate(plate_number: str, plate_colour: PlateColour | None) -> Rejection | None:
+    is_new_energy = _NEW_ENERGY_PLATE.fullmatch(plate_number) is not None
+    is_ordinary = _ORDINARY_OR_TRAILER_PLATE.fullmatch(plate_number) is not None
     if not (is_new_energy or is_ordinary):
         return Rejection(
             PLATE_INVALID,
-            f"plate number {shown}: not a mainland ordinary or new-energy plate number",
+            f"plate number {mask_identifier(plate_number)}: "
+            "not a mainland ordinary or new-energy plate number",
         )
     if plate_colour is None:
         return None
     if is_new_energy and plate_colour not in NEW_ENERGY_COLOURS:
         return Rejection(
             PLATE_COLOUR_MISMATCH,
-            f"plate number {shown}: a new-energy plate is green or yellow-green, "
-            f"not {plate_colour.value}",
+            f"plate number {mask_identifier(plate_number)}: a new-energy plate is green or "
+            f"yellow-green, not {plate_colour.value}",
         )
     if is_ordinary and plate_colour in NEW_ENERGY_COLOURS:
         return Rejection(
             PLATE_COLOUR_MISMATCH,
-            f"plate number {shown}: {plate_colour.value} is only used on new-energy plates",
+            f"plate number {mask_identifier(plate_number)}: {plate_colour.value} is only used "
+            "on new-energy plates",
         )
     return None

@@ -9,12 +9,13 @@ dead-letter records, dashboards): add new ones, never rename or reuse one.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from operator import attrgetter
 from types import MappingProxyType
-from typing import assert_never
+from typing import Any, NamedTuple, assert_never
 
 # The identifier reason codes live next to their checks and are re-exported as part of this
 # module's set of reason codes.
@@ -142,22 +143,92 @@ def statutory_limits_kg(axle_count: int) -> frozenset[int]:
     return STATUTORY_GROSS_LIMITS_KG.get(min(axle_count, _SIX_OR_MORE_AXLES), frozenset())
 
 
+def _lowered_limits_kg(table: frozenset[int]) -> frozenset[int]:
+    """The table limits and every positive limit 3 t, 6 t, ... below one of them."""
+    return frozenset(
+        lowered for limit in table for lowered in range(limit, 0, -SINGLE_TYRE_REDUCTION_KG)
+    )
+
+
+# Every lawful limit of each row but the two-axle one, worked out once: checking one is then a
+# set lookup.
+_MAX_TWO_AXLE_LIMIT_KG = max(STATUTORY_GROSS_LIMITS_KG[_TWO_AXLES])
+_NO_LIMITS: frozenset[int] = frozenset()
+_LAWFUL_LIMITS_KG: Mapping[int, frozenset[int]] = MappingProxyType(
+    {
+        axles: _lowered_limits_kg(table)
+        for axles, table in STATUTORY_GROSS_LIMITS_KG.items()
+        if axles != _TWO_AXLES
+    }
+)
+
+
 def is_lawful_limit(axle_count: int, legal_limit_kg: int) -> bool:
     """Whether a reported gross weight limit is one the law allows for this axle count.
 
     A table limit, a table limit lowered in 3 t steps for single tyres, or, for two axles, any
     positive limit up to 18 t. A limit above the table never is: it would hide an overload.
     """
-    table = statutory_limits_kg(axle_count)
-    if not table or legal_limit_kg <= 0 or legal_limit_kg > max(table):
-        return False
     if axle_count == _TWO_AXLES:
-        return True
-    return any(
-        (limit - legal_limit_kg) % SINGLE_TYRE_REDUCTION_KG == 0
-        for limit in table
-        if limit >= legal_limit_kg
-    )
+        return not (legal_limit_kg <= 0 or legal_limit_kg > _MAX_TWO_AXLE_LIMIT_KG)
+    row = _SIX_OR_MORE_AXLES if axle_count > _SIX_OR_MORE_AXLES else axle_count
+    return legal_limit_kg in _LAWFUL_LIMITS_KG.get(row, _NO_LIMITS)
+
+
+# --- required fields ----------------------------------------------------------------------------
+
+
+class _RequiredFields(NamedTuple):
+    """Fields of an event type that must not be blank, and a getter reading them in one call."""
+
+    names: tuple[str, ...]
+    values_of: Callable[[Any], tuple[object, ...]]
+    """Their values, in the order of ``names`` (an ``attrgetter``)."""
+
+
+def _required(*names: str) -> _RequiredFields:
+    # Every event type has several required fields, so the getter always returns a tuple.
+    return _RequiredFields(names, attrgetter(*names))
+
+
+_DETECTION_REQUIRED = _required(
+    "event_id",
+    "detection_id",
+    "station_id",
+    "station_name",
+    "plate_number",
+    "vehicle_class",
+)
+_PENALTY_REQUIRED = _required(
+    "event_id",
+    "decision_number",
+    "subject_name",
+    "violation_type",
+    "facts",
+    "legal_basis",
+    "penalty_categories",
+    "content",
+    "authority",
+    "authority_code",
+)
+_LICENSING_REQUIRED = _required(
+    "event_id",
+    "licence_number",
+    "document_number",
+    "document_name",
+    "subject_name",
+    "licence_category",
+    "certificate_name",
+    "content",
+    "authority",
+    "authority_code",
+)
+
+_NO_REJECTIONS = ValidationResult(())
+
+
+def _result(rejections: list[Rejection]) -> ValidationResult:
+    return ValidationResult(tuple(rejections)) if rejections else _NO_REJECTIONS
 
 
 # --- entry points -------------------------------------------------------------------------------
@@ -182,22 +253,58 @@ def validate_detection(
     detection: OverloadDetection, *, now: datetime, policy: ValidationPolicy = DEFAULT
 ) -> ValidationResult:
     """Every rejection of a weigh-station or weigh-in-motion detection."""
-    today = _today_in_china(now, policy)
-    rejections = _empty_fields(
-        detection,
-        "event_id",
-        "detection_id",
-        "station_id",
-        "station_name",
-        "plate_number",
-        "vehicle_class",
-    )
-    rejections += _optional(_event_time_rejection(detection.event_time, now, policy))
+    latest = _latest_acceptable(now, policy)
+    if _is_plainly_valid(detection, latest, policy):
+        return _NO_REJECTIONS
+    rejections = _empty_fields(detection, _DETECTION_REQUIRED)
+    rejections += _optional(_event_time_rejection(detection.event_time, now, latest, policy))
     rejections += _plate_rejections(detection.plate_number, detection.plate_colour)
     rejections += _weight_rejections(detection, policy)
     rejections += _uscc_rejections(detection, "carrier_uscc", "loading_source_uscc")
-    rejections += _resident_id_rejections(detection, today, "driver_id_number")
-    return ValidationResult(tuple(rejections))
+    if detection.driver_id_number is not None:  # the date in China is only needed for it
+        rejections += _resident_id_rejections(detection, _date_in_china(latest), "driver_id_number")
+    return _result(rejections)
+
+
+def _is_plainly_valid(
+    detection: OverloadDetection, latest: datetime, policy: ValidationPolicy
+) -> bool:
+    """True only if :func:`validate_detection` would find nothing: its checks, in a hurry.
+
+    Nearly every detection is valid, and telling so in one function, with the identifier
+    checks answered from their caches, is several times faster than collecting rejections.
+    The test is conservative: any doubt (an unusual type, a blank optional identifier, anything
+    a check rejects) answers False, and the detection goes through every check the long way.
+    """
+    if not _all_filled(_DETECTION_REQUIRED.values_of(detection)):
+        return False
+    event_time = detection.event_time
+    if event_time.tzinfo is None or event_time.utcoffset() is None or event_time > latest:
+        return False
+    if check_plate(detection.plate_number, detection.plate_colour) is not None:
+        return False
+    gross, limit, axle_count = (
+        detection.gross_weight_kg,
+        detection.legal_limit_kg,
+        detection.axle_count,
+    )
+    if not (
+        gross > 0
+        and limit > 0
+        and policy.min_axle_count <= axle_count <= policy.max_axle_count
+        and is_lawful_limit(axle_count, limit)
+        # False for a NaN or infinite reported ratio too.
+        and abs(detection.reported_overload_ratio - detection.overload_ratio)
+        <= policy.overload_ratio_rejection_tolerance
+    ):
+        return False
+    for uscc in (detection.carrier_uscc, detection.loading_source_uscc):
+        if uscc is not None and check_uscc(uscc) is not None:
+            return False
+    driver_id_number = detection.driver_id_number
+    return driver_id_number is None or (
+        check_resident_id(driver_id_number, _date_in_china(latest)) is None
+    )
 
 
 def validate_penalty(
@@ -205,19 +312,7 @@ def validate_penalty(
 ) -> ValidationResult:
     """Every rejection of a penalty decision (行政处罚) or a change to one."""
     today = _today_in_china(now, policy)
-    rejections = _empty_fields(
-        penalty,
-        "event_id",
-        "decision_number",
-        "subject_name",
-        "violation_type",
-        "facts",
-        "legal_basis",
-        "penalty_categories",
-        "content",
-        "authority",
-        "authority_code",
-    )
+    rejections = _empty_fields(penalty, _PENALTY_REQUIRED)
     rejections += _revision_rejections(penalty.revision)
     if penalty.revision == 0 and penalty.change_type is not ChangeType.ISSUED:
         rejections.append(
@@ -234,7 +329,7 @@ def validate_penalty(
     rejections += _uscc_rejections(penalty, "authority_code", "carrier_uscc")
     rejections += _resident_id_rejections(penalty, today, "driver_id_number")
     rejections += _optional_plate_rejections(penalty.plate_number, penalty.plate_colour)
-    return ValidationResult(tuple(rejections))
+    return _result(rejections)
 
 
 def validate_licensing(
@@ -242,19 +337,7 @@ def validate_licensing(
 ) -> ValidationResult:
     """Every rejection of a licensing decision (行政许可) or a status change of a licence."""
     today = _today_in_china(now, policy)
-    rejections = _empty_fields(
-        licensing,
-        "event_id",
-        "licence_number",
-        "document_number",
-        "document_name",
-        "subject_name",
-        "licence_category",
-        "certificate_name",
-        "content",
-        "authority",
-        "authority_code",
-    )
+    rejections = _empty_fields(licensing, _LICENSING_REQUIRED)
     rejections += _revision_rejections(licensing.revision)
     rejections += _optional(_decision_date_rejection(licensing.decision_date, today))
     rejections += _subject_identifier_rejections(licensing, today)
@@ -262,7 +345,7 @@ def validate_licensing(
     rejections += _optional_plate_rejections(licensing.plate_number, licensing.plate_colour)
     rejections += _licence_kind_rejections(licensing)
     rejections += _validity_rejections(licensing)
-    return ValidationResult(tuple(rejections))
+    return _result(rejections)
 
 
 def overload_ratio_drift(
@@ -285,8 +368,12 @@ def overload_ratio_drift(
 # --- checks -------------------------------------------------------------------------------------
 
 
-def _optional(rejection: Rejection | None) -> list[Rejection]:
-    return [] if rejection is None else [rejection]
+# A check returns what it rejects as a sequence; the checks that every event meets return the
+# empty tuple, which costs no allocation, when there is nothing to report.
+
+
+def _optional(rejection: Rejection | None) -> Sequence[Rejection]:
+    return () if rejection is None else (rejection,)
 
 
 def _is_blank(value: object) -> bool:
@@ -299,19 +386,43 @@ def _is_blank(value: object) -> bool:
     return False
 
 
-def _empty_fields(event: InputEvent, *field_names: str) -> list[Rejection]:
+def _empty_fields(event: InputEvent, required: _RequiredFields) -> list[Rejection]:
+    values = required.values_of(event)
+    if _all_filled(values):
+        return []
     return [
         Rejection(EMPTY_REQUIRED_FIELD, f"{name} is empty", name)
-        for name in field_names
-        if _is_blank(getattr(event, name))
+        for name, value in zip(required.names, values, strict=True)
+        if _is_blank(value)
     ]
+
+
+def _all_filled(values: Iterable[object]) -> bool:
+    """No value is blank: :func:`_is_blank`, with the common case of a text handled inline."""
+    for value in values:
+        if value.__class__ is str:
+            if value and not value.isspace():
+                continue
+        elif not _is_blank(value):
+            continue
+        return False
+    return True
+
+
+def _latest_acceptable(now: datetime, policy: ValidationPolicy) -> datetime:
+    """The latest instant that is not in the future, allowing for clock skew."""
+    if not _is_aware(now):
+        raise ValueError("now must be timezone-aware")
+    return now + policy.max_clock_skew
+
+
+def _date_in_china(instant: datetime) -> date:
+    return instant.astimezone(CHINA_STANDARD_TIME).date()
 
 
 def _today_in_china(now: datetime, policy: ValidationPolicy) -> date:
     """The latest date that is not in the future in China, allowing for clock skew."""
-    if not _is_aware(now):
-        raise ValueError("now must be timezone-aware")
-    return (now + policy.max_clock_skew).astimezone(CHINA_STANDARD_TIME).date()
+    return _date_in_china(_latest_acceptable(now, policy))
 
 
 def _is_aware(instant: datetime) -> bool:
@@ -319,11 +430,11 @@ def _is_aware(instant: datetime) -> bool:
 
 
 def _event_time_rejection(
-    event_time: datetime, now: datetime, policy: ValidationPolicy
+    event_time: datetime, now: datetime, latest: datetime, policy: ValidationPolicy
 ) -> Rejection | None:
     if not _is_aware(event_time):
         return Rejection(TIMESTAMP_WITHOUT_TIMEZONE, "event_time has no timezone", "event_time")
-    if event_time > now + policy.max_clock_skew:
+    if event_time > latest:
         return Rejection(
             EVENT_TIME_IN_FUTURE,
             f"event_time {event_time.isoformat()} is more than "
@@ -343,40 +454,41 @@ def _decision_date_rejection(decision_date: date, today: date) -> Rejection | No
     return None
 
 
-def _revision_rejections(revision: int) -> list[Rejection]:
+def _revision_rejections(revision: int) -> Sequence[Rejection]:
     if revision < 0:
-        return [Rejection(REVISION_NEGATIVE, f"revision {revision} is negative", "revision")]
-    return []
+        return (Rejection(REVISION_NEGATIVE, f"revision {revision} is negative", "revision"),)
+    return ()
 
 
-def _plate_rejections(plate_number: str, plate_colour: PlateColour | None) -> list[Rejection]:
+def _plate_rejections(plate_number: str, plate_colour: PlateColour | None) -> Sequence[Rejection]:
     if _is_blank(plate_number):
-        return []  # reported as an empty required field
+        return ()  # reported as an empty required field
     rejection = check_plate(plate_number, plate_colour)
     if rejection is None:
-        return []
-    return [replace(rejection, field_name="plate_number")]
+        return ()
+    return (replace(rejection, field_name="plate_number"),)
 
 
 def _optional_plate_rejections(
     plate_number: str | None, plate_colour: PlateColour | None
-) -> list[Rejection]:
+) -> Sequence[Rejection]:
     # A vehicle's credit file is keyed by plate and colour together: one without the other
     # cannot be filed.
     if plate_number is None or _is_blank(plate_number):
         if plate_colour is None:
-            return []
-        return [
+            return ()
+        return (
             Rejection(
                 EMPTY_REQUIRED_FIELD, "plate_colour is given without plate_number", "plate_number"
-            )
-        ]
+            ),
+        )
     rejections = _plate_rejections(plate_number, plate_colour)
     if plate_colour is None:
-        rejections.append(
+        return (
+            *rejections,
             Rejection(
                 EMPTY_REQUIRED_FIELD, "plate_number is given without plate_colour", "plate_colour"
-            )
+            ),
         )
     return rejections
 
@@ -385,27 +497,29 @@ def _optional_plate_rejections(
 # for "unknown"), and a blank required one is reported once, by the check that requires it.
 
 
-def _uscc_rejections(event: InputEvent, *field_names: str) -> list[Rejection]:
-    rejections = []
+def _uscc_rejections(event: InputEvent, *field_names: str) -> Sequence[Rejection]:
+    rejections: Sequence[Rejection] = ()
     for name in field_names:
         value = getattr(event, name)
-        if _is_blank(value):
+        if value is None or _is_blank(value):
             continue
         rejection = check_uscc(value)
         if rejection is not None:
-            rejections.append(replace(rejection, field_name=name))
+            rejections = (*rejections, replace(rejection, field_name=name))
     return rejections
 
 
-def _resident_id_rejections(event: InputEvent, today: date, *field_names: str) -> list[Rejection]:
-    rejections = []
+def _resident_id_rejections(
+    event: InputEvent, today: date, *field_names: str
+) -> Sequence[Rejection]:
+    rejections: Sequence[Rejection] = ()
     for name in field_names:
         value = getattr(event, name)
-        if _is_blank(value):
+        if value is None or _is_blank(value):
             continue
         rejection = check_resident_id(value, today)
         if rejection is not None:
-            rejections.append(replace(rejection, field_name=name))
+            rejections = (*rejections, replace(rejection, field_name=name))
     return rejections
 
 
@@ -421,7 +535,7 @@ def _subject_identifier_rejections(
         required_name, required_value = "subject_id_number", decision.subject_id_number
     else:
         required_name, required_value = "subject_uscc", decision.subject_uscc
-    rejections = []
+    rejections: list[Rejection] = []
     if _is_blank(required_value):
         rejections.append(
             Rejection(
@@ -533,12 +647,14 @@ def _amount_rejections(penalty: PenaltyDecision) -> list[Rejection]:
     return rejections
 
 
+_LICENCES_NAMING_A_VEHICLE = frozenset(
+    {LicenceType.VEHICLE_OPERATING_CERTIFICATE, LicenceType.OVERSIZE_TRANSPORT_PERMIT}
+)
+
+
 def _licence_kind_rejections(licensing: LicensingDecision) -> list[Rejection]:
     rejections = []
-    needs_vehicle = licensing.licence_type in {
-        LicenceType.VEHICLE_OPERATING_CERTIFICATE,
-        LicenceType.OVERSIZE_TRANSPORT_PERMIT,
-    }
+    needs_vehicle = licensing.licence_type in _LICENCES_NAMING_A_VEHICLE
     if needs_vehicle and _is_blank(licensing.plate_number):
         rejections.append(
             Rejection(

@@ -606,7 +606,8 @@ class AvroSerde:
                     SerializationReason.TRUNCATED_HEADER, f"Confluent header cut at {size} bytes"
                 )
             (schema_id,) = _read_schema_id(data, 1)
-            plan = self._plan_for_id(schema_id)
+            # Nearly every id was seen before: look it up here rather than in a method call.
+            plan = self._plan_by_id.get(schema_id) or self._plan_for_id(schema_id)
             writer_ref = schema_id
             body_start = CONFLUENT_HEADER_LENGTH
         elif data.startswith(SINGLE_OBJECT_MAGIC):
