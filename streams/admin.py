@@ -182,16 +182,18 @@ async def ensure_topics(
     replication_factor: int = 1,
     wait_seconds: float = 120.0,
     specs: Sequence[TopicSpec] | None = None,
+    prefix: str = "",
 ) -> Outcome:
     """Create every missing topic and check the existing ones; waits for the broker.
 
     :param bootstrap_servers: brokers, comma separated.
     :param replication_factor: copies of each partition of a new topic.
     :param wait_seconds: how long to wait for the broker and for retriable errors to clear.
-    :param specs: the topics; ``all_topics()`` when None.
+    :param specs: the topics; ``all_topics(prefix)`` when None.
+    :param prefix: topic name prefix of an isolated pipeline (see ``Settings.topic_prefix``).
     :raises TopicCreationError: when a topic cannot be created, or no broker answers in time.
     """
-    specs = tuple(all_topics() if specs is None else specs)
+    specs = tuple(all_topics(prefix) if specs is None else specs)
     plan = plan_topics(specs, replication_factor=replication_factor)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
@@ -258,17 +260,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = build_parser().parse_args(argv)
-    bootstrap_servers = args.bootstrap_servers
-    if not bootstrap_servers:
-        from streams.settings import Settings
+    from streams.settings import Settings
 
-        bootstrap_servers = Settings().kafka_bootstrap_servers
+    settings = Settings()
+    bootstrap_servers = args.bootstrap_servers or settings.kafka_bootstrap_servers
     try:
         outcome = asyncio.run(
             ensure_topics(
                 bootstrap_servers,
                 replication_factor=args.replication_factor,
                 wait_seconds=args.timeout,
+                prefix=settings.topic_prefix,
             )
         )
     except (TopicCreationError, KafkaError, ValueError) as exc:

@@ -49,6 +49,8 @@ from streams.topics import (
     ENFORCEMENT_ALERTS_TOPIC,
     INPUT_TOPICS,
     LIST_TRIGGERS_TOPIC,
+    TopicSpec,
+    prefixed,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,10 @@ def create_app(
         datadir=str(settings.data_dir),
         topic_partitions=CREDIT_FACTS_TOPIC.partitions,
         topic_replication_factor=1,
+        # No standby table replicas: faust 0.15 leaves a transactional producer running for a
+        # partition that turns standby, where the new owner fences it (see streams/eos.py).
+        # A partition that moves restores its table from the changelog instead.
+        table_standby_replicas=0,
         # Topics are created explicitly (create-topics); faust declares only its changelogs.
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
@@ -103,21 +109,25 @@ def wire_agents(
 ) -> None:
     """Declare the topics, the table and the agents on ``app``."""
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    input_topic = app.topic(*(spec.name for spec in INPUT_TOPICS), **raw)
-    record_for_topic = {spec.name: spec.record or "" for spec in INPUT_TOPICS}
-    dead_letter_topics = {
-        spec.name: app.topic(spec.dead_letter.name, **raw) for spec in INPUT_TOPICS
-    }
-    facts_topic = app.topic(CREDIT_FACTS_TOPIC.name, **raw)
-    facts_dead_letter_topic = app.topic(CREDIT_FACTS_TOPIC.dead_letter.name, **raw)
-    triggers_topic = app.topic(LIST_TRIGGERS_TOPIC.name, **raw)
-    alerts_topic = app.topic(ENFORCEMENT_ALERTS_TOPIC.name, **raw)
-    snapshots_topic = app.topic(CREDIT_SNAPSHOTS_TOPIC.name, **raw)
+    inputs = [prefixed(spec, settings.topic_prefix) for spec in INPUT_TOPICS]
+    facts_spec = prefixed(CREDIT_FACTS_TOPIC, settings.topic_prefix)
+
+    def topic(spec: TopicSpec) -> Any:
+        return app.topic(prefixed(spec, settings.topic_prefix).name, **raw)
+
+    input_topic = app.topic(*(spec.name for spec in inputs), **raw)
+    record_for_topic = {spec.name: spec.record or "" for spec in inputs}
+    dead_letter_topics = {spec.name: app.topic(spec.dead_letter.name, **raw) for spec in inputs}
+    facts_topic = app.topic(facts_spec.name, **raw)
+    facts_dead_letter_topic = app.topic(facts_spec.dead_letter.name, **raw)
+    triggers_topic = topic(LIST_TRIGGERS_TOPIC)
+    alerts_topic = topic(ENFORCEMENT_ALERTS_TOPIC)
+    snapshots_topic = topic(CREDIT_SNAPSHOTS_TOPIC)
     subject_to_file = app.Table(
         "subject_to_file",
         default=None,
         partitions=CREDIT_FACTS_TOPIC.partitions,
-    )  # keys raw subject bytes, values JSON: the app's default serializers
+    )  # keys: the subject as text ("KIND:key"); values: file_to_dict; both JSON
 
     async def send(topic: Any, key: bytes, value: bytes, pending: list[Awaitable[Any]]) -> None:
         pending.append(await topic.send(key=key, value=value))
@@ -176,7 +186,7 @@ def wire_agents(
                         files: dict[bytes, CreditFile] = {}
                         for event in partition_events:
                             key: bytes = event.message.key or b""
-                            metrics.events_in.labels(CREDIT_FACTS_TOPIC.name).inc()
+                            metrics.events_in.labels(facts_spec.name).inc()
                             file = files.get(key) or _load(subject_to_file, key)
                             try:
                                 fact: Fact = fact_from_dict(
@@ -186,7 +196,7 @@ def wire_agents(
                             except Exception as exc:
                                 letter = _process_dead_letter(event, exc, now)
                                 metrics.dead_letters.labels(
-                                    CREDIT_FACTS_TOPIC.name, letter.reason_code
+                                    facts_spec.name, letter.reason_code
                                 ).inc()
                                 log.exception("fact for %s dead-lettered", key.decode()[:12])
                                 await send(
@@ -221,7 +231,11 @@ def wire_agents(
                                 )
                         for key, file in files.items():
                             await write_table(
-                                subject_to_file, tp.partition, key, file_to_dict(file), pending
+                                subject_to_file,
+                                tp.partition,
+                                key.decode(),
+                                file_to_dict(file),
+                                pending,
                             )
                             view = snapshot(file, policy_book, now)
                             await send(snapshots_topic, key, _json(to_json(view)), pending)
@@ -275,9 +289,12 @@ def _process_dead_letter(event: faust.EventT[Any], exc: Exception, now: datetime
 
 
 def _load(table: Any, key: bytes) -> CreditFile:
-    stored = table.get(key)
+    # Table keys are the subject as text: the table's changelog encodes keys as JSON, and a
+    # restarted worker restores them from there.
+    subject = key.decode()
+    stored = table.get(subject)
     if stored is None:
-        return new_file(parse_subject(key.decode()))
+        return new_file(parse_subject(subject))
     return file_from_dict(stored)
 
 

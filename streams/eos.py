@@ -2,7 +2,7 @@
 
 faust's ``processing_guarantee="exactly_once"`` gives one transactional producer per source
 partition and commits a partition's consumer offsets inside that producer's transaction. Reading
-faust 0.15.3 shows three gaps that break the guarantee for this product's topology, so the product
+faust 0.15.3 shows five gaps that break the guarantee for this product's topology, so the product
 closes them here, by configuration and subclassing only (ANCHORS.md §B, issues #177 and #323):
 
 1. **Records go to the wrong transaction.** ``TransactionManager.send`` picks the transaction of
@@ -17,7 +17,19 @@ closes them here, by configuration and subclassing only (ANCHORS.md §B, issues 
    a crash those events are processed again and their outputs appear twice (the crash test saw
    exactly one batch twice before this fix). Here the whole commit, offsets read included, waits
    for :func:`exactly_once_batch`'s lock, and the batch acks its events before it lets go.
-3. **Table changelog records are sent late.** ``Table.__setitem__`` queues the changelog record
+3. **A restart can stall on a gap at the head of a partition.** After a crash, a topic written
+   in transactions (the worker's own ``credit-facts``) holds aborted records and markers that a
+   ``read_committed`` consumer never sees. faust records such gaps only between two records it
+   has read, not between the committed offset and the first record after a restart, so it
+   never commits that partition again; its transaction stays open until the broker's
+   transaction timeout fences the producer (faust #606 family). Here the seek to the committed
+   offsets also sets faust's read position, so the first gap is recorded like any other.
+4. **A worker that takes over a partition can skip its table's recovery.** In exactly-once mode
+   faust takes a changelog's high-water mark from aiokafka's cached last stable offset, which
+   is unknown until the partition has been fetched: for a partition just handed over it reads
+   -1, and recovery restores nothing (the handover test saw every listed subject listed twice).
+   Here the high-water marks come from the broker (ListOffsets, read_committed).
+5. **Table changelog records are sent late.** ``Table.__setitem__`` queues the changelog record
    in the producer buffer; the transactional commit does not flush that buffer, so an offset can
    commit before the state change that it implies. The agents here write state through
    :func:`write_table` and wait until every record has been handed to its transaction.
@@ -30,7 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -67,6 +79,8 @@ class SourcePartitionTransactionManager(TransactionManager):
             return await super().send(topic, key, value, partition, timestamp, headers)
         destination = self.consumer.key_partition(topic, key, partition)
         group = self.app.assignor.group_for_topic(source.topic)
+        transactional_id = f"{self.app.conf.id}-{group}-{source.partition}"
+        await self._ensure_in_transaction(transactional_id)
         return await self.producer.send(
             topic,
             key,
@@ -74,8 +88,26 @@ class SourcePartitionTransactionManager(TransactionManager):
             destination,
             timestamp,
             headers,
-            transactional_id=f"{self.app.conf.id}-{group}-{source.partition}",
+            transactional_id=transactional_id,
         )
+
+    async def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
+        # faust stops the producers of revoked partitions only if they are not standbys now,
+        # and keeps an old producer when a partition comes back. By then another worker may
+        # have fenced it. A partition that arrives gets a fresh producer (a new epoch), which
+        # also aborts whatever its previous owner left open.
+        for transactional_id in sorted(self._tps_to_transactional_ids(set(newly_assigned))):
+            await self.producer.stop_transaction(transactional_id)
+        await super().on_rebalance(assigned, revoked, newly_assigned)
+
+    async def _ensure_in_transaction(self, transactional_id: str) -> None:
+        # A rebalance ends the transactions it commits (commit_and_end_transactions) and
+        # begins them again only for partitions it counts as newly active; a partition kept
+        # across the rebalance can be left with no open transaction. Begin one before sending.
+        producer = getattr(self.producer, "_transaction_producers", {}).get(transactional_id)
+        txn_manager = getattr(producer, "_txn_manager", None)
+        if txn_manager is not None and not txn_manager.is_in_transaction():
+            await self.producer.maybe_begin_transaction(transactional_id)
 
 
 class BatchAwareConsumer(AIOKafkaConsumer):
@@ -89,6 +121,20 @@ class BatchAwareConsumer(AIOKafkaConsumer):
         if self._batch_lock is None:
             self._batch_lock = asyncio.Lock()
         return self._batch_lock
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed: Mapping[TP, int] = await super().seek_to_committed()
+        for tp, offset in committed.items():
+            if offset is not None and offset > 0:
+                # What ``Consumer.seek`` records: the next record read past a gap adds the gap.
+                self._read_offset[tp] = offset
+        return committed
+
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        thread = self._thread
+        consumer = thread._ensure_consumer()
+        offsets: Mapping[TP, int] = await thread.call_thread(consumer.end_offsets, list(partitions))
+        return {TP(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with self.batch_lock:
@@ -137,8 +183,14 @@ async def exactly_once_batch(
         await _settle(pending)
         return
     async with lock:
-        yield pending
-        await _settle(pending)
+        try:
+            yield pending
+            await _settle(pending)
+        except Exception as exc:
+            # A batch that failed half sent cannot be acked, and a stream that skips it would
+            # never commit past it: stop the worker; it restarts from the committed offsets.
+            await app.crash(exc)
+            raise
         for event in events:
             await stream.ack(event)
 
@@ -158,7 +210,7 @@ async def write_table(
 ) -> None:
     """Set ``table[key]`` and send its changelog record now, in the current transaction.
 
-    Bypasses ``Table.__setitem__``, which queues the changelog record for later (gap 3 above).
+    Bypasses ``Table.__setitem__``, which queues the changelog record for later (gap 5 above).
     """
     store = table.data
     if value is None:

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     wire_format: str = Field(default="CONFLUENT", pattern="^(CONFLUENT|SINGLE_OBJECT)$")
     """How the product encodes what it writes in Avro."""
 
+    topic_prefix: str = ""
+    """Prefix of every topic name: isolates pipelines that share a broker (tests, staging)."""
     app_id: str = "credit-transport"
     """faust application id: the consumer group and the prefix of changelog topics."""
     store: str = "rocksdb://"

@@ -7,7 +7,7 @@ Input topics are keyed by the identifier that partitions them; each has a dead-l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -74,7 +74,13 @@ OUTPUT_TOPICS = (
 )
 
 
-def all_topics() -> tuple[TopicSpec, ...]:
+def prefixed(spec: TopicSpec, prefix: str) -> TopicSpec:
+    """The topic under a name prefix: one broker can hold several isolated pipelines (tests)."""
+    return replace(spec, name=prefix + spec.name) if prefix else spec
+
+
+def all_topics(prefix: str = "") -> tuple[TopicSpec, ...]:
     """Every topic the product needs created before it starts (faust creates its own changelogs)."""
     dead_letters = tuple(topic.dead_letter for topic in (*INPUT_TOPICS, CREDIT_FACTS_TOPIC))
-    return (*INPUT_TOPICS, *dead_letters, CREDIT_FACTS_TOPIC, *OUTPUT_TOPICS)
+    specs = (*INPUT_TOPICS, *dead_letters, CREDIT_FACTS_TOPIC, *OUTPUT_TOPICS)
+    return tuple(prefixed(spec, prefix) for spec in specs)
