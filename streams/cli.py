@@ -70,6 +70,13 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _website(args: argparse.Namespace) -> int:
+    from website.app import run_website
+
+    run_website(Settings())
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ops.demo import run_demo
 
@@ -83,6 +90,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "create-topics": _create_topics,
     "worker": _worker,
     "simulate": _simulate,
+    "website": _website,
 }
 
 
@@ -105,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     create = commands.add_parser("create-topics", help="create every topic the product needs")
     create.add_argument("admin_args", nargs=argparse.REMAINDER, help="see --help of the step")
     commands.add_parser("worker", help="the faust stream worker")
+    commands.add_parser("website", help="the reference credit website (双公示 portal and API)")
     return parser
 
 
