@@ -2,8 +2,8 @@
 
 Data flow (topic names in streams/topics.py):
 
-    overload-detections ┐
-    penalty-decisions   ├─ validate_and_route ─┬→ credit-facts (keyed by subject)
+    overload-detections ┐                      ┌→ credit-facts (keyed by subject)
+    penalty-decisions   ├─ validate_and_route ─┼→ publication-requests (双公示 outbox)
     licensing-decisions ┘                      └→ <input>.dead-letter
     credit-facts ── judge_credit_files ─┬→ credit-facts (forwarded to carrier, driver, ...)
          (table subject_to_file)        ├→ list-triggers, enforcement-alerts
@@ -26,12 +26,14 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from processors.disclosure import NotPublished, request_to_dict
 from processors.fact_codec import fact_from_dict, fact_to_dict, parse_subject, to_json
 from processors.facts import Fact
 from processors.file_codec import file_from_dict, file_to_dict
 from processors.ledger import CreditFile, apply, new_file
 from processors.policy import PolicyBook, parse_policy_book
 from processors.snapshot import snapshot
+from sinks.publisher import load_calendar
 from streams.codecs import AvroSerde, WireFormat
 from streams.eos import (
     ExactlyOnceApp,
@@ -40,7 +42,7 @@ from streams.eos import (
     source_partitions,
     write_table,
 )
-from streams.ingest import DeadLetter, SourceRecord, dead_letter_value, ingest
+from streams.ingest import DeadLetter, SourceRecord, dead_letter_value, disclosure_for, ingest
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
 from streams.topics import (
@@ -49,6 +51,7 @@ from streams.topics import (
     ENFORCEMENT_ALERTS_TOPIC,
     INPUT_TOPICS,
     LIST_TRIGGERS_TOPIC,
+    PUBLICATION_REQUESTS_TOPIC,
     TopicSpec,
     prefixed,
 )
@@ -123,6 +126,8 @@ def wire_agents(
     triggers_topic = topic(LIST_TRIGGERS_TOPIC)
     alerts_topic = topic(ENFORCEMENT_ALERTS_TOPIC)
     snapshots_topic = topic(CREDIT_SNAPSHOTS_TOPIC)
+    publications_topic = topic(PUBLICATION_REQUESTS_TOPIC)
+    calendar = load_calendar(settings.calendar_dir)
     subject_to_file = app.Table(
         "subject_to_file",
         default=None,
@@ -162,6 +167,17 @@ def wire_agents(
                                     pending,
                                 )
                                 continue
+                            publication = disclosure_for(outcome.event, calendar, policy_book)
+                            if isinstance(publication, NotPublished):
+                                metrics.not_published.labels(publication.reason_code).inc()
+                            elif publication is not None:
+                                # The outbox: the request commits with the decision it comes from.
+                                await send(
+                                    publications_topic,
+                                    publication.publication_id.encode(),
+                                    _json(request_to_dict(publication)),
+                                    pending,
+                                )
                             for subject, fact in outcome.facts:
                                 await send(
                                     facts_topic,

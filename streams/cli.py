@@ -70,6 +70,13 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publisher(args: argparse.Namespace) -> int:
+    from sinks.publisher import run_publisher
+
+    asyncio.run(run_publisher(Settings()))
+    return 0
+
+
 def _website(args: argparse.Namespace) -> int:
     from website.app import run_website
 
@@ -91,6 +98,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "worker": _worker,
     "simulate": _simulate,
     "website": _website,
+    "publisher": _publisher,
 }
 
 
@@ -114,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("admin_args", nargs=argparse.REMAINDER, help="see --help of the step")
     commands.add_parser("worker", help="the faust stream worker")
     commands.add_parser("website", help="the reference credit website (双公示 portal and API)")
+    commands.add_parser("publisher", help="deliver 双公示 publications to the credit website")
     return parser
 
 

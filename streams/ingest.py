@@ -9,10 +9,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from processors.disclosure import (
+    NotPublished,
+    PublicationRequest,
+    publication_for_licensing,
+    publication_for_penalty,
+)
 from processors.facts import Fact
-from processors.model import SubjectRef
+from processors.model import InputEvent, LicensingDecision, PenaltyDecision, SubjectRef
+from processors.policy import PolicyBook
 from processors.routing import route
 from processors.validation import validate
+from processors.workdays import WorkdayCalendar
 from streams.codecs import AvroSerde
 from streams.errors import SerializationError
 from streams.mapping import to_domain
@@ -35,7 +43,7 @@ class SourceRecord:
 class Routed:
     """A valid event and the facts it sends to credit files."""
 
-    event_id: str
+    event: InputEvent
     facts: tuple[tuple[SubjectRef, Fact], ...]
 
 
@@ -63,7 +71,19 @@ def ingest(
         codes = ",".join(sorted({rejection.reason_code for rejection in result.rejections}))
         message = "; ".join(rejection.message for rejection in result.rejections)
         return DeadLetter(codes, message, "VALIDATE")
-    return Routed(event.event_id, route(event))
+    return Routed(event, route(event))
+
+
+def disclosure_for(
+    event: InputEvent, calendar: WorkdayCalendar, policy_book: PolicyBook
+) -> PublicationRequest | NotPublished | None:
+    """The 双公示 publication a decision needs (RULES.md §1), why it is not published, or None
+    for events that are not decisions."""
+    if isinstance(event, PenaltyDecision):
+        return publication_for_penalty(event, calendar, policy_book)
+    if isinstance(event, LicensingDecision):
+        return publication_for_licensing(event, calendar, policy_book)
+    return None
 
 
 def dead_letter_value(record: SourceRecord, letter: DeadLetter, now: datetime) -> dict[str, object]:

@@ -25,6 +25,7 @@ class WorkerMetrics(NamedTuple):
     batch_seconds: Histogram
     stale_events: Counter
     consumer_lag: Gauge
+    not_published: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WorkerMetrics:
@@ -84,6 +85,12 @@ class WorkerMetrics(NamedTuple):
                 "credit_consumer_lag_messages",
                 "Records not yet read, by topic and partition.",
                 ["topic", "partition"],
+                registry=registry,
+            ),
+            not_published=Counter(
+                "credit_decisions_not_published",
+                "Decisions that 双公示 does not publish, by reason (warning only, minor, ...).",
+                ["reason"],
                 registry=registry,
             ),
         )

@@ -81,6 +81,10 @@ def prefixed(spec: TopicSpec, prefix: str) -> TopicSpec:
 
 def all_topics(prefix: str = "") -> tuple[TopicSpec, ...]:
     """Every topic the product needs created before it starts (faust creates its own changelogs)."""
-    dead_letters = tuple(topic.dead_letter for topic in (*INPUT_TOPICS, CREDIT_FACTS_TOPIC))
+    # The publisher's dead letters are JSON (what the website refused and why), not DeadLetter.
+    dead_letters = tuple(
+        topic.dead_letter
+        for topic in (*INPUT_TOPICS, CREDIT_FACTS_TOPIC, PUBLICATION_REQUESTS_TOPIC)
+    )
     specs = (*INPUT_TOPICS, *dead_letters, CREDIT_FACTS_TOPIC, *OUTPUT_TOPICS)
     return tuple(prefixed(spec, prefix) for spec in specs)

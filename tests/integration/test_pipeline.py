@@ -9,8 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from processors.disclosure import PublicationRequest
+from processors.policy import parse_policy_book
+from sinks.publisher import load_calendar
 from streams.codecs import AvroSerde
-from streams.topics import LIST_TRIGGERS_TOPIC, OVERLOAD_DETECTIONS_TOPIC, prefixed
+from streams.ingest import disclosure_for
+from streams.settings import REPO_ROOT
+from streams.topics import (
+    LIST_TRIGGERS_TOPIC,
+    OVERLOAD_DETECTIONS_TOPIC,
+    PUBLICATION_REQUESTS_TOPIC,
+    prefixed,
+)
 from tests.conftest import KafkaService
 from tests.integration.kafka_helpers import read_committed
 from tests.integration.pipeline_support import (
@@ -37,6 +47,13 @@ async def test_worker_accounts_for_every_record_and_raises_the_expected_triggers
     events = simulated_events(seed=11, steps=3000)
     await send_events(bootstrap, prefix, events, BAD_RECORDS)
     expected = reference_triggers(events)
+    calendar = load_calendar(REPO_ROOT / "config" / "calendar")
+    book = parse_policy_book((REPO_ROOT / "config" / "policy.yaml").read_text(encoding="utf-8"))
+    expected_publications = {
+        publication.publication_id
+        for event in events
+        if isinstance(publication := disclosure_for(event, calendar, book), PublicationRequest)
+    }
     started = time.monotonic()
     worker = start_worker(bootstrap, unique_name, prefix, tmp_path)
     try:
@@ -45,6 +62,12 @@ async def test_worker_accounts_for_every_record_and_raises_the_expected_triggers
             prefixed(LIST_TRIGGERS_TOPIC, prefix).name,
             expect=len(net_membership(expected)),
             idle=10.0,
+        )
+        requests = await read_committed(
+            bootstrap,
+            prefixed(PUBLICATION_REQUESTS_TOPIC, prefix).name,
+            expect=len(expected_publications),
+            idle=2.0,
         )
         dead = await read_committed(
             bootstrap,
@@ -60,9 +83,13 @@ async def test_worker_accounts_for_every_record_and_raises_the_expected_triggers
     print(
         f"\n[pipeline] events={len(events)} bad={len(BAD_RECORDS)} dead_lettered={len(dead)} "
         f"expected_triggers={len(expected)} produced={len(produced)} "
+        f"publication_requests={len(requests)}/{len(expected_publications)} "
         f"in {time.monotonic() - started:.1f}s reasons={dict(reasons)}"
     )
     assert len(dead) == len(BAD_RECORDS)
+    # Every publishable decision has its 双公示 request in the outbox, exactly once.
+    published_ids = [r.key.decode() for r in requests]
+    assert sorted(published_ids) == sorted(expected_publications)
     assert {serde.decode(r.value).value["source_offset"] for r in dead} == set(
         serde.decode(r.value).value["source_offset"] for r in dead
     )
