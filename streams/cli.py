@@ -77,6 +77,28 @@ def _publisher(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serving_store(args: argparse.Namespace) -> int:
+    from sinks.serving_store import run_serving_store
+
+    asyncio.run(run_serving_store(Settings()))
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from sinks.serving_store import rebuild
+
+    report = asyncio.run(rebuild(Settings(), force=args.force))
+    print(report)
+    return 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    from api.app import run_api
+
+    run_api(Settings())
+    return 0
+
+
 def _website(args: argparse.Namespace) -> int:
     from website.app import run_website
 
@@ -99,6 +121,9 @@ SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "simulate": _simulate,
     "website": _website,
     "publisher": _publisher,
+    "serving-store": _serving_store,
+    "rebuild": _rebuild,
+    "api": _api,
 }
 
 
@@ -123,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="the faust stream worker")
     commands.add_parser("website", help="the reference credit website (双公示 portal and API)")
     commands.add_parser("publisher", help="deliver 双公示 publications to the credit website")
+    commands.add_parser("serving-store", help="keep Redis in step with credit snapshots")
+    rebuild = commands.add_parser("rebuild", help="fill an empty Redis from the compacted topic")
+    rebuild.add_argument("--force", action="store_true", help="even when Redis is not empty")
+    commands.add_parser("api", help="the law-enforcement query API")
     return parser
 
 
