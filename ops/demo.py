@@ -1,8 +1,9 @@
-"""``credit-transport demo``: the whole local pipeline with synthetic traffic, one command.
+"""``credit-transport demo``: the whole local product with synthetic traffic, one command.
 
-Starts a local Apache Kafka and Redis, creates the topics, starts a stream worker, then feeds
-the simulator's events and shows one progress line (events sent, dead letters, triggers).
-Ctrl-C stops every process it started.
+Starts a local Apache Kafka and Redis, creates the topics, starts every process of the product
+(stream worker, serving store, query API, credit website, publisher), then feeds the simulator's
+events and shows one progress line (events sent, bad records, triggers). It prints the URLs and
+a demo API key. Ctrl-C stops every process it started.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import contextlib
 import json
 import logging
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +22,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from api.auth import hash_key
 from ops.services import LocalKafka, LocalRedis, ServiceError
 from ops.simulator import Simulation, Simulator
 from streams.admin import ensure_topics
@@ -33,6 +37,18 @@ from streams.topics import (
 )
 
 RUN_DIR = REPO_ROOT / ".run"
+API_PORT = 8080
+WEBSITE_PORT = 8000
+
+
+def _demo_key(api_key: str) -> dict[str, object]:
+    """A key for the demo only, with every scope; a fresh one each run, stored as its hash."""
+    return {
+        "id": "demo",
+        "agency": "演示 (demo)",
+        "sha256": hash_key(api_key),
+        "scopes": ["basic", "evidence", "audit"],
+    }
 
 
 def run_demo(events_per_second: float, seconds: float, seed: int) -> int:
@@ -40,36 +56,57 @@ def run_demo(events_per_second: float, seconds: float, seed: int) -> int:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     kafka = LocalKafka(RUN_DIR / "kafka", LOCAL_KAFKA_PORT, LOCAL_KAFKA_CONTROLLER_PORT)
     redis = LocalRedis(RUN_DIR / "redis", LOCAL_REDIS_PORT)
-    worker: subprocess.Popen[bytes] | None = None
+    processes: list[subprocess.Popen[bytes]] = []
     started = time.monotonic()
     try:
         print("starting Apache Kafka (KRaft) and Redis on loopback ...", flush=True)
         kafka.stop()  # a broker left over from an interrupted run
         redis.stop()
+        # Each demo starts from an empty broker and empty worker state: reproducible traffic,
+        # and no records left in an older format by an earlier version.
+        for folder in (RUN_DIR / "kafka", RUN_DIR / "worker"):
+            shutil.rmtree(folder, ignore_errors=True)
+        for database_file in RUN_DIR.glob("website.sqlite3*"):
+            database_file.unlink()
         kafka.start()
         redis.start()
         asyncio.run(ensure_topics(kafka.bootstrap_servers))
+        api_key = secrets.token_urlsafe(24)
+        keys_file = RUN_DIR / "demo-api-keys.json"
+        keys_file.write_text(json.dumps({"keys": [_demo_key(api_key)]}), encoding="utf-8")
         env = {
             **os.environ,
             "CREDIT_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "CREDIT_REDIS_URL": redis.url,
             "CREDIT_STORE": os.environ.get("CREDIT_STORE", "rocksdb://"),
             "CREDIT_DATA_DIR": str(RUN_DIR / "worker"),
+            "CREDIT_API_KEYS_FILE": str(keys_file),
+            "CREDIT_WEBSITE_DB": str(RUN_DIR / "website.sqlite3"),
+            "CREDIT_WEBSITE_URL": f"http://127.0.0.1:{WEBSITE_PORT}",
+            "CREDIT_WEBSITE_PORT": str(WEBSITE_PORT),
+            "CREDIT_API_PORT": str(API_PORT),
         }
-        with (RUN_DIR / "worker.log").open("ab") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        for command in ("worker", "serving-store", "api", "website", "publisher"):
+            with (RUN_DIR / f"{command}.log").open("wb") as log:
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "streams.cli", command],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
         print(
-            f"\n  Kafka          {kafka.bootstrap_servers}\n"
-            f"  Redis          {redis.url}\n"
-            f"  worker         http://127.0.0.1:6066/metrics  (log: .run/worker.log)\n"
-            f"  list triggers  topic {LIST_TRIGGERS_TOPIC.name}\n"
-            f"  ready after    {time.monotonic() - started:.1f} s; Ctrl-C stops everything\n",
+            f"\n  credit website   http://127.0.0.1:{WEBSITE_PORT}/\n"
+            f"  query API        http://127.0.0.1:{API_PORT}/openapi.json\n"
+            f"                   curl -H 'Authorization: Bearer {api_key}' "
+            f"http://127.0.0.1:{API_PORT}/v1/vehicles/<plate>\n"
+            f"  metrics          worker :6066, serving store :9101, publisher :9102, "
+            f"API :{API_PORT}, website :{WEBSITE_PORT} (each at /metrics)\n"
+            f"  Kafka / Redis    {kafka.bootstrap_servers} / {redis.url}\n"
+            f"  logs             .run/*.log\n"
+            f"  ready after      {time.monotonic() - started:.1f} s; Ctrl-C stops everything\n",
             flush=True,
         )
         asyncio.run(feed(kafka.bootstrap_servers, events_per_second, seconds, seed))
@@ -79,12 +116,14 @@ def run_demo(events_per_second: float, seconds: float, seed: int) -> int:
         print(f"\ncould not start: {exc}", file=sys.stderr)
         return 1
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
             try:
-                worker.wait(timeout=30)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                worker.kill()
+                process.kill()
         redis.stop()
         kafka.stop()
         print("stopped every process the demo started", flush=True)

@@ -78,8 +78,7 @@ class SourcePartitionTransactionManager(TransactionManager):
             # partition of their source, where faust's own choice is right.
             return await super().send(topic, key, value, partition, timestamp, headers)
         destination = self.consumer.key_partition(topic, key, partition)
-        group = self.app.assignor.group_for_topic(source.topic)
-        transactional_id = f"{self.app.conf.id}-{group}-{source.partition}"
+        transactional_id = self._transactional_id_of(source)
         await self._ensure_in_transaction(transactional_id)
         return await self.producer.send(
             topic,
@@ -90,6 +89,17 @@ class SourcePartitionTransactionManager(TransactionManager):
             headers,
             transactional_id=transactional_id,
         )
+
+    async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        # faust's shutdown commits twice with start_new_transaction=False; the second found no
+        # open transaction, raised IllegalOperation, and could leave the worker hanging on stop.
+        for transactional_id in {self._transactional_id_of(tp) for tp in offsets}:
+            await self._ensure_in_transaction(transactional_id)
+        return bool(await super().commit(offsets, start_new_transaction=start_new_transaction))
+
+    def _transactional_id_of(self, tp: TP) -> str:
+        group = self.app.assignor.group_for_topic(tp.topic)
+        return f"{self.app.conf.id}-{group}-{tp.partition}"
 
     async def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
         # faust stops the producers of revoked partitions only if they are not standbys now,
