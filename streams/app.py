@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +35,7 @@ from processors.snapshot import snapshot
 from sinks.publisher import load_calendar
 from streams.codecs import AvroSerde, WireFormat
 from streams.eos import (
+    BatchOutput,
     ExactlyOnceApp,
     exactly_once_batch,
     sending_for,
@@ -134,8 +134,8 @@ def wire_agents(
         partitions=CREDIT_FACTS_TOPIC.partitions,
     )  # keys: the subject as text ("KIND:key"); values: file_to_dict; both JSON
 
-    async def send(topic: Any, key: bytes, value: bytes, pending: list[Awaitable[Any]]) -> None:
-        pending.append(await topic.send(key=key, value=value))
+    def send(topic: Any, key: bytes, value: bytes, output: BatchOutput) -> None:
+        output.record(topic.get_topic_name(), key, value)
         metrics.events_out.labels(topic.get_topic_name()).inc()
 
     @app.agent(input_topic, name="validate_and_route")
@@ -145,7 +145,7 @@ def wire_agents(
         ):
             started = time.perf_counter()
             now = datetime.now(UTC)
-            async with exactly_once_batch(app, stream, events) as pending:
+            async with exactly_once_batch(app, stream, events) as output:
                 for tp, partition_events in source_partitions(events).items():
                     with sending_for(tp):
                         for event in partition_events:
@@ -160,11 +160,11 @@ def wire_agents(
                                 letter = serde.encode(
                                     "DeadLetter", dead_letter_value(record, outcome, now)
                                 )
-                                await send(
+                                send(
                                     dead_letter_topics[message.topic],
                                     message.key or b"",
                                     letter,
-                                    pending,
+                                    output,
                                 )
                                 continue
                             publication = disclosure_for(outcome.event, calendar, policy_book)
@@ -172,18 +172,18 @@ def wire_agents(
                                 metrics.not_published.labels(publication.reason_code).inc()
                             elif publication is not None:
                                 # The outbox: the request commits with the decision it comes from.
-                                await send(
+                                send(
                                     publications_topic,
                                     publication.publication_id.encode(),
                                     _json(request_to_dict(publication)),
-                                    pending,
+                                    output,
                                 )
                             for subject, fact in outcome.facts:
-                                await send(
+                                send(
                                     facts_topic,
                                     str(subject).encode(),
                                     _json(fact_to_dict(fact)),
-                                    pending,
+                                    output,
                                 )
             metrics.batch_seconds.labels("validate_and_route").observe(
                 time.perf_counter() - started
@@ -196,7 +196,7 @@ def wire_agents(
         ):
             started = time.perf_counter()
             now = datetime.now(UTC)
-            async with exactly_once_batch(app, stream, events) as pending:
+            async with exactly_once_batch(app, stream, events) as output:
                 for tp, partition_events in source_partitions(events).items():
                     with sending_for(tp):
                         files: dict[bytes, CreditFile] = {}
@@ -215,14 +215,14 @@ def wire_agents(
                                     facts_spec.name, letter.reason_code
                                 ).inc()
                                 log.exception("fact for %s dead-lettered", key.decode()[:12])
-                                await send(
+                                send(
                                     facts_dead_letter_topic,
                                     key,
                                     serde.encode(
                                         "DeadLetter",
                                         dead_letter_value(_source(event), letter, now),
                                     ),
-                                    pending,
+                                    output,
                                 )
                                 continue
                             files[key] = outcome.file
@@ -234,27 +234,27 @@ def wire_agents(
                                     trigger.rule_id,
                                     trigger.action.value,
                                 ).inc()
-                                await send(triggers_topic, key, _json(to_json(trigger)), pending)
+                                send(triggers_topic, key, _json(to_json(trigger)), output)
                             for alert in outcome.alerts:
                                 metrics.enforcement_alerts.labels(alert.kind.value).inc()
-                                await send(alerts_topic, key, _json(to_json(alert)), pending)
+                                send(alerts_topic, key, _json(to_json(alert)), output)
                             for subject, forwarded in outcome.forwards:
-                                await send(
+                                send(
                                     facts_topic,
                                     str(subject).encode(),
                                     _json(fact_to_dict(forwarded)),
-                                    pending,
+                                    output,
                                 )
                         for key, file in files.items():
-                            await write_table(
+                            write_table(
                                 subject_to_file,
                                 tp.partition,
                                 key.decode(),
                                 file_to_dict(file),
-                                pending,
+                                output,
                             )
                             view = snapshot(file, policy_book, now)
-                            await send(snapshots_topic, key, _json(to_json(view)), pending)
+                            send(snapshots_topic, key, _json(to_json(view)), output)
             metrics.batch_seconds.labels("judge_credit_files").observe(
                 time.perf_counter() - started
             )
