@@ -99,6 +99,27 @@ def _api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_dead_letters(args: argparse.Namespace) -> int:
+    from streams.replay import replay_dead_letters
+    from streams.topics import INPUT_TOPICS, prefixed
+
+    settings = Settings()
+    specs = {spec.name: prefixed(spec, settings.topic_prefix) for spec in INPUT_TOPICS}
+    if args.topic not in specs:
+        print(f"unknown input topic {args.topic!r}; one of: {', '.join(specs)}", file=sys.stderr)
+        return 2
+    report = asyncio.run(
+        replay_dead_letters(
+            settings.kafka_bootstrap_servers,
+            specs[args.topic].dead_letter.name,
+            reason=args.reason,
+            group_id=f"{settings.topic_prefix}{settings.app_id}-replay",
+        )
+    )
+    print(report)
+    return 0
+
+
 def _website(args: argparse.Namespace) -> int:
     from website.app import run_website
 
@@ -124,6 +145,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serving-store": _serving_store,
     "rebuild": _rebuild,
     "api": _api,
+    "replay-dead-letters": _replay_dead_letters,
 }
 
 
@@ -152,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = commands.add_parser("rebuild", help="fill an empty Redis from the compacted topic")
     rebuild.add_argument("--force", action="store_true", help="even when Redis is not empty")
     commands.add_parser("api", help="the law-enforcement query API")
+    replay = commands.add_parser(
+        "replay-dead-letters", help="send an input topic's dead letters back once fixed"
+    )
+    replay.add_argument("topic", help="the input topic, e.g. overload-detections")
+    replay.add_argument("--reason", help="only letters with this reason code")
     return parser
 
 
