@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +36,6 @@ from processors.snapshot import snapshot
 from sinks.publisher import load_calendar
 from streams.codecs import AvroSerde, WireFormat
 from streams.eos import (
-    BatchOutput,
     ExactlyOnceApp,
     exactly_once_batch,
     sending_for,
@@ -134,8 +134,8 @@ def wire_agents(
         partitions=CREDIT_FACTS_TOPIC.partitions,
     )  # keys: the subject as text ("KIND:key"); values: file_to_dict; both JSON
 
-    def send(topic: Any, key: bytes, value: bytes, output: BatchOutput) -> None:
-        output.record(topic.get_topic_name(), key, value)
+    async def send(topic: Any, key: bytes, value: bytes, pending: list[Awaitable[Any]]) -> None:
+        pending.append(await topic.send(key=key, value=value))
         metrics.events_out.labels(topic.get_topic_name()).inc()
 
     @app.agent(input_topic, name="validate_and_route")
@@ -145,7 +145,7 @@ def wire_agents(
         ):
             started = time.perf_counter()
             now = datetime.now(UTC)
-            async with exactly_once_batch(app, stream, events) as output:
+            async with exactly_once_batch(app, stream, events) as pending:
                 for tp, partition_events in source_partitions(events).items():
                     with sending_for(tp):
                         for event in partition_events:
@@ -160,11 +160,11 @@ def wire_agents(
                                 letter = serde.encode(
                                     "DeadLetter", dead_letter_value(record, outcome, now)
                                 )
-                                send(
+                                await send(
                                     dead_letter_topics[message.topic],
                                     message.key or b"",
                                     letter,
-                                    output,
+                                    pending,
                                 )
                                 continue
                             publication = disclosure_for(outcome.event, calendar, policy_book)
@@ -172,18 +172,18 @@ def wire_agents(
                                 metrics.not_published.labels(publication.reason_code).inc()
                             elif publication is not None:
                                 # The outbox: the request commits with the decision it comes from.
-                                send(
+                                await send(
                                     publications_topic,
                                     publication.publication_id.encode(),
                                     _json(request_to_dict(publication)),
-                                    output,
+                                    pending,
                                 )
                             for subject, fact in outcome.facts:
-                                send(
+                                await send(
                                     facts_topic,
                                     str(subject).encode(),
                                     _json(fact_to_dict(fact)),
-                                    output,
+                                    pending,
                                 )
             metrics.batch_seconds.labels("validate_and_route").observe(
                 time.perf_counter() - started
@@ -196,7 +196,7 @@ def wire_agents(
         ):
             started = time.perf_counter()
             now = datetime.now(UTC)
-            async with exactly_once_batch(app, stream, events) as output:
+            async with exactly_once_batch(app, stream, events) as pending:
                 for tp, partition_events in source_partitions(events).items():
                     with sending_for(tp):
                         files: dict[bytes, CreditFile] = {}
@@ -215,14 +215,14 @@ def wire_agents(
                                     facts_spec.name, letter.reason_code
                                 ).inc()
                                 log.exception("fact for %s dead-lettered", key.decode()[:12])
-                                send(
+                                await send(
                                     facts_dead_letter_topic,
                                     key,
                                     serde.encode(
                                         "DeadLetter",
                                         dead_letter_value(_source(event), letter, now),
                                     ),
-                                    output,
+                                    pending,
                                 )
                                 continue
                             files[key] = outcome.file
@@ -234,27 +234,27 @@ def wire_agents(
                                     trigger.rule_id,
                                     trigger.action.value,
                                 ).inc()
-                                send(triggers_topic, key, _json(to_json(trigger)), output)
+                                await send(triggers_topic, key, _json(to_json(trigger)), pending)
                             for alert in outcome.alerts:
                                 metrics.enforcement_alerts.labels(alert.kind.value).inc()
-                                send(alerts_topic, key, _json(to_json(alert)), output)
+                                await send(alerts_topic, key, _json(to_json(alert)), pending)
                             for subject, forwarded in outcome.forwards:
-                                send(
+                                await send(
                                     facts_topic,
                                     str(subject).encode(),
                                     _json(fact_to_dict(forwarded)),
-                                    output,
+                                    pending,
                                 )
                         for key, file in files.items():
-                            write_table(
+                            await write_table(
                                 subject_to_file,
                                 tp.partition,
                                 key.decode(),
                                 file_to_dict(file),
-                                output,
+                                pending,
                             )
                             view = snapshot(file, policy_book, now)
-                            send(snapshots_topic, key, _json(to_json(view)), output)
+                            await send(snapshots_topic, key, _json(to_json(view)), pending)
             metrics.batch_seconds.labels("judge_credit_files").observe(
                 time.perf_counter() - started
             )
