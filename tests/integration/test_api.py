@@ -133,7 +133,10 @@ async def _stream_real_case(env: Env) -> tuple[Pipeline, datetime]:
     async def loaded() -> bool:
         if not await store_ready(env.redis, env.layout):
             return False
+        # Snapshots and triggers are separate topics: wait for both, or the trigger history
+        # may still be on its way when the test asks.
         keys = [env.layout.subject(str(s.subject)) for s in snapshots]
+        keys += [env.layout.triggers(str(s)) for s in {t.subject for t in pipeline.triggers}]
         return bool(await env.redis.exists(*keys) == len(keys))
 
     await eventually(loaded)
