@@ -85,6 +85,10 @@ async def test_sigkill_mid_stream_leaves_every_output_exactly_once(
             kafka.bootstrap_servers, output, killed_at, timeout=120
         )
         records = await read_committed(kafka.bootstrap_servers, output, expect=EVENTS, idle=3.0)
+        if len(records) < EVENTS and worker.poll() is None:
+            # A stalled worker: have it write every task's stack to its log for the report.
+            worker.send_signal(signal.SIGUSR1)
+            await asyncio.sleep(2)
         changelog = await read_committed(
             kafka.bootstrap_servers, f"{unique_name}-key_to_count-changelog", idle=2.0
         )
@@ -120,7 +124,7 @@ async def test_sigkill_mid_stream_leaves_every_output_exactly_once(
         f"total_after_restart={time.monotonic() - restarted_at:.1f}s"
     )
     assert duplicates == 0
-    assert missing == 0
+    assert missing == 0, "worker log tail:\n" + log_path.read_text(errors="replace")[-6000:]
     assert len(outputs) == EVENTS
     for key, n in expected_per_key.items():
         assert sorted(counts_seen[key]) == list(range(1, n + 1)), key
