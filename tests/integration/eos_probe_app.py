@@ -74,19 +74,7 @@ async def count_and_forward(stream: faust.StreamT) -> None:
                         await write_table(key_to_count, tp.partition, key, count, pending)
 
 
-def _dump_tasks(*_: object) -> None:
-    """On SIGUSR1, write every task's stack to the log: how a stalled worker is diagnosed."""
-    import asyncio
-    import sys
-
-    for task in asyncio.all_tasks(app.loop):
-        task.print_stack(limit=15, file=sys.stdout)
-    sys.stdout.flush()
-
-
 if __name__ == "__main__":
-    import signal
-
-    signal.signal(signal.SIGUSR1, _dump_tasks)
+    # mode's worker writes every task's stack to the log on SIGUSR1 (its "cry").
     worker = faust.Worker(app, loglevel="info", quiet=True)
     worker.execute_from_commandline()
