@@ -426,19 +426,8 @@ def publication_for_penalty(
     def text(value: str | None) -> str | None:
         return None if value is None else mask_free_text(value, keep_names=keep, redact=redact)
 
-    natural = decision.subject_type is not SubjectType.LEGAL_PERSON
-    id_number = (
-        mask_identifier(decision.subject_id_number)
-        if decision.subject_id_number and natural
-        else None
-    )
     fields: dict[str, str | None] = {
-        "CF_XDR_MC": decision.subject_name,
-        "CF_XDR_LB": SUBJECT_TYPE_LABELS[decision.subject_type],
-        "CF_XDR_SHXYM": decision.subject_uscc,
-        "CF_XDR_ZJLX": _ID_DOCUMENT_TYPE if id_number else None,
-        "CF_XDR_ZJHM": id_number,
-        "CF_FRDB": decision.legal_representative,
+        **_subject_fields("CF", decision),
         "CF_WSH": text(decision.decision_number),
         "CF_WFXW": text(decision.violation_type),
         "CF_SY": text(decision.facts),
@@ -470,7 +459,10 @@ def publication_for_penalty(
         source_event_id=decision.event_id,
         fields=fields,
         subject_name=decision.subject_name,
-        subject_code=decision.subject_uscc or id_number or decision.plate_number or _NO_CODE,
+        subject_code=decision.subject_uscc
+        or fields["CF_XDR_ZJHM"]
+        or decision.plate_number
+        or _NO_CODE,
         plate=decision.plate_number,
         publication_end=end,
         tier=tier,
@@ -519,19 +511,8 @@ def publication_for_licensing(
     def text(value: str | None) -> str | None:
         return None if value is None else mask_free_text(value, keep_names=keep)
 
-    natural = decision.subject_type is not SubjectType.LEGAL_PERSON
-    id_number = (
-        mask_identifier(decision.subject_id_number)
-        if decision.subject_id_number and natural
-        else None
-    )
     fields: dict[str, str | None] = {
-        "XK_XDR_MC": decision.subject_name,
-        "XK_XDR_LB": SUBJECT_TYPE_LABELS[decision.subject_type],
-        "XK_XDR_SHXYM": decision.subject_uscc,
-        "XK_XDR_ZJLX": _ID_DOCUMENT_TYPE if id_number else None,
-        "XK_XDR_ZJHM": id_number,
-        "XK_FRDB": decision.legal_representative,
+        **_subject_fields("XK", decision),
         "XK_XKWS": text(decision.document_name),
         "XK_WSH": text(decision.document_number),
         "XK_XKLB": text(decision.licence_category),
@@ -560,7 +541,10 @@ def publication_for_licensing(
         source_event_id=decision.event_id,
         fields=fields,
         subject_name=decision.subject_name,
-        subject_code=decision.subject_uscc or id_number or decision.plate_number or _NO_CODE,
+        subject_code=decision.subject_uscc
+        or fields["XK_XDR_ZJHM"]
+        or decision.plate_number
+        or _NO_CODE,
         plate=decision.plate_number,
     )
 
@@ -618,6 +602,26 @@ def publication_id_for(prefix: str, *parts: str) -> str:
     if not readable or find_personal_data(readable) or _MOBILE_ANYWHERE.search(readable):
         return f"{prefix}:{digest}"
     return f"{prefix}:{readable}.{digest}"
+
+
+def _subject_fields(
+    prefix: str, decision: PenaltyDecision | LicensingDecision
+) -> dict[str, str | None]:
+    """The 双公示 subject fields of either kind; a natural person's ID number masked."""
+    natural = decision.subject_type is not SubjectType.LEGAL_PERSON
+    id_number = (
+        mask_identifier(decision.subject_id_number)
+        if decision.subject_id_number and natural
+        else None
+    )
+    return {
+        f"{prefix}_XDR_MC": decision.subject_name,
+        f"{prefix}_XDR_LB": SUBJECT_TYPE_LABELS[decision.subject_type],
+        f"{prefix}_XDR_SHXYM": decision.subject_uscc,
+        f"{prefix}_XDR_ZJLX": _ID_DOCUMENT_TYPE if id_number else None,
+        f"{prefix}_XDR_ZJHM": id_number,
+        f"{prefix}_FRDB": decision.legal_representative,
+    }
 
 
 def _kept_names(*names: str | None) -> tuple[str, ...]:
