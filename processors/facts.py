@@ -38,7 +38,10 @@ from processors.model import (
     ChangeType,
     LicenceStatus,
     LicenceType,
+    ObjectionAction,
+    ObjectionTarget,
     PenaltyCategory,
+    Procedure,
     StationType,
     SubjectRef,
     ViolationCode,
@@ -167,6 +170,8 @@ class PenaltyFact:
     """The driver in the case, when known (the penalised person when they are the driver)."""
     carrier: SubjectRef | None
     """The carrier in the case, when known (the penalised firm when it is the carrier)."""
+    procedure: Procedure = Procedure.GENERAL
+    """Simple or general procedure: part of the publication tier a repair is judged by."""
 
     @property
     def is_revoked(self) -> bool:
@@ -305,6 +310,48 @@ class ReviewFact:
     """The instant to judge at."""
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectionFact:
+    """An objection (异议) event for the file that holds its target."""
+
+    event_id: str
+    """Id of the source event."""
+    objection_id: str
+    """Identity of the objection across its events."""
+    action: ObjectionAction
+    """Filed, upheld or rejected."""
+    target: ObjectionTarget
+    """A list entry or a decision record."""
+    occurred_at: datetime
+    """When it was filed or resolved."""
+    handled_by: str
+    """The agency that handles it."""
+    entry_key: str | None = None
+    """LIST_ENTRY: ``LIST:rule`` as the file keys its entries."""
+    decision_number: str | None = None
+    """DECISION: the disputed decision."""
+    reason: str = ""
+    """The statement or conclusion (may hold personal data: never logged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RepairFact:
+    """A credit repair (信用修复) application for a decision the file holds."""
+
+    event_id: str
+    """Id of the source event."""
+    application_id: str
+    """Identity of the application."""
+    decision_number: str
+    """The record to repair."""
+    applied_at: datetime
+    """When the application was made."""
+    obligations_fulfilled: bool
+    """The penalty's obligations are completely fulfilled."""
+    public_commitment: bool
+    """A public credit commitment was made."""
+
+
 # --- forwarded facts ----------------------------------------------------------------------------
 
 
@@ -412,6 +459,8 @@ Fact = (
     | FleetFact
     | LicenceFact
     | ReviewFact
+    | ObjectionFact
+    | RepairFact
     | ViolationFact
     | RetractionFact
     | ForwardedBatch
@@ -427,6 +476,10 @@ def fact_time(fact: Fact) -> datetime:
             return start_of_day(fact.decision_date)
         case ReviewFact():
             return fact.as_of
+        case ObjectionFact():
+            return fact.occurred_at
+        case RepairFact():
+            return fact.applied_at
         case ViolationFact():
             return fact.occurred_at
         case RetractionFact():
@@ -442,7 +495,7 @@ def fact_event_ids(fact: Fact) -> tuple[str, ...]:
     match fact:
         case DetectionFact() | PenaltyFact() | PermitFact() | FleetFact() | LicenceFact():
             return (fact.event_id,)
-        case ReviewFact():
+        case ReviewFact() | ObjectionFact() | RepairFact():
             return (fact.event_id,)
         case ViolationFact():
             return fact.source_event_ids

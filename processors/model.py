@@ -327,7 +327,97 @@ class LicensingDecision:
     """备注 (BZ)."""
 
 
-InputEvent = OverloadDetection | PenaltyDecision | LicensingDecision
+class ObjectionAction(enum.StrEnum):
+    """What an objection (异议) event says happened to it."""
+
+    FILED = "FILED"
+    """The subject disputes a list entry or a decision record."""
+    UPHELD = "UPHELD"
+    """The review found for the subject: the entry or record is corrected or removed."""
+    REJECTED = "REJECTED"
+    """The review left the conclusion unchanged (RULES.md §2: then the entry is published)."""
+
+
+class ObjectionTarget(enum.StrEnum):
+    """What an objection disputes."""
+
+    LIST_ENTRY = "LIST_ENTRY"
+    """A proposed or published list entry of the subject (by list name and rule id)."""
+    DECISION = "DECISION"
+    """A penalty decision record: its publication and every list entry it supports."""
+
+
+@dataclass(frozen=True, slots=True)
+class Objection:
+    """An objection (异议) against a list entry or a decision record, filed or resolved.
+
+    The subject fields name the credit file that holds the target: a decision about a vehicle
+    case is held by the vehicle's file, so an objection to it names the plate.
+    """
+
+    event_id: str
+    """Stable upstream id of this event."""
+    objection_id: str
+    """Identity of the objection across its FILED and resolution events."""
+    action: ObjectionAction
+    """Filed, upheld or rejected."""
+    subject_kind: SubjectKind
+    """Kind of the credit file that holds the target."""
+    target: ObjectionTarget
+    """A list entry or a decision record."""
+    occurred_at: datetime
+    """When it was filed or resolved."""
+    handled_by: str
+    """The agency that handles it (异议处理机关)."""
+    subject_code: str | None = None
+    """USCC or resident ID number of the subject (None for a vehicle)."""
+    plate_number: str | None = None
+    """Plate of a vehicle subject."""
+    plate_colour: PlateColour | None = None
+    """Plate colour of a vehicle subject."""
+    list_name: str | None = None
+    """LIST_ENTRY: ``BLACKLIST``, ``WATCHLIST`` or ``RED_LIST``."""
+    rule_id: str | None = None
+    """LIST_ENTRY: the rule of the entry (e.g. ``overload.vehicle``)."""
+    decision_number: str | None = None
+    """DECISION: 行政处罚决定书文号 of the disputed decision."""
+    reason: str = ""
+    """The statement or the conclusion (may hold personal data: never logged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RepairApplication:
+    """A credit repair (信用修复) application for one penalty decision record.
+
+    The system decides it by the rules in force on the decision date (RULES.md §3); the subject
+    fields name the credit file that holds the decision, as for :class:`Objection`.
+    """
+
+    event_id: str
+    """Stable upstream id of this event."""
+    application_id: str
+    """Identity of the application."""
+    subject_kind: SubjectKind
+    """Kind of the credit file that holds the decision."""
+    decision_number: str
+    """行政处罚决定书文号 of the record to repair."""
+    applied_at: datetime
+    """When the application was made."""
+    obligations_fulfilled: bool
+    """The penalty's obligations are completely fulfilled (完全履行)."""
+    public_commitment: bool
+    """The applicant made a public credit commitment (公开作出信用承诺)."""
+    subject_code: str | None = None
+    """USCC or resident ID number of the subject (None for a vehicle)."""
+    plate_number: str | None = None
+    """Plate of a vehicle subject."""
+    plate_colour: PlateColour | None = None
+    """Plate colour of a vehicle subject."""
+    applicant_name: str = ""
+    """Who applied (may be a person's name: never logged)."""
+
+
+InputEvent = OverloadDetection | PenaltyDecision | LicensingDecision | Objection | RepairApplication
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,7 @@ def _route_penalty(decision: PenaltyDecision) -> Routed:
         penalised=penalised,
         driver=driver,
         carrier=carrier,
+        procedure=decision.procedure,
     )
     vehicle = _vehicle(decision.plate_number, decision.plate_colour)
     target = vehicle if vehicle is not None else penalised
