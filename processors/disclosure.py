@@ -108,9 +108,11 @@ __all__ = [
     "publication_for_licensing",
     "publication_for_penalty",
     "publication_id_for",
+    "repairable_from",
     "request_from_dict",
     "request_to_dict",
     "severity_tier",
+    "tier_for",
     "yuan_to_wan",
 ]
 
@@ -323,17 +325,41 @@ def severity_tier(
     decision: PenaltyDecision, rules: DisclosureRules = DEFAULT_DISCLOSURE_RULES
 ) -> SeverityTier:
     """The publication tier of a penalty (local choice, see the module docs)."""
-    categories = set(decision.penalty_categories)
+    return tier_for(
+        decision.penalty_categories, decision.fine_amount_yuan, decision.procedure, rules
+    )
+
+
+def tier_for(
+    penalty_categories: Iterable[PenaltyCategory],
+    fine_amount_yuan: Decimal,
+    procedure: Procedure,
+    rules: DisclosureRules = DEFAULT_DISCLOSURE_RULES,
+) -> SeverityTier:
+    """The publication tier of a penalty with these categories, fine and procedure."""
+    categories = set(penalty_categories)
     if categories & rules.serious_categories or (
-        PenaltyCategory.FINE in categories
-        and decision.fine_amount_yuan >= rules.serious_fine_yuan_gte
+        PenaltyCategory.FINE in categories and fine_amount_yuan >= rules.serious_fine_yuan_gte
     ):
         return SeverityTier.SERIOUS
-    if decision.procedure is Procedure.SIMPLE or (
-        categories and categories <= rules.minor_categories
-    ):
+    if procedure is Procedure.SIMPLE or (categories and categories <= rules.minor_categories):
         return SeverityTier.MINOR
     return SeverityTier.GENERAL
+
+
+def repairable_from(decision_date: date, tier: SeverityTier, book: PolicyBook) -> date | None:
+    """The first day a record may be repaired: its minimum publication period is over.
+
+    The period is the tier's ``min_months`` in the regime in force on the decision date
+    (信用修复管理办法: "达到最短公示期限"). A tier that is not published has no minimum. None when
+    the regime does not configure the tier: the minimum is unknown, so no repair can be approved.
+    """
+    periods = _tier_of(_policy_on(book, decision_date), tier)
+    if periods is None:
+        return None
+    if periods.min_months is None:
+        return None if periods.published else decision_date
+    return add_months(decision_date, periods.min_months)
 
 
 def _policy_on(book: PolicyBook, day: date) -> Policy | None:

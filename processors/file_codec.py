@@ -23,6 +23,7 @@ from typing import Any
 
 from processors.facts import DetectionFact, FleetFact, PenaltyFact, PermitFact, ViolationFact
 from processors.ledger import CreditFile
+from processors.lifecycle import EntryRecord, ObjectionRecord, RepairRecord
 from processors.lists import ListEntry
 from processors.model import SubjectKind, SubjectRef
 
@@ -37,8 +38,8 @@ __all__ = [
     "parse_subject",
 ]
 
-FORMAT = 1
-"""Layout version of the dict."""
+FORMAT = 2
+"""Layout version of the dict. Format 1 had no lifecycle sections; it reads as empty ones."""
 
 JsonValue = None | bool | int | str | list["JsonValue"] | dict[str, "JsonValue"]
 
@@ -49,7 +50,11 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "certificates": FleetFact,
     "received": ViolationFact,
     "entries": ListEntry,
+    "entry_records": EntryRecord,
+    "objections": ObjectionRecord,
+    "repairs": RepairRecord,
 }
+_LIFECYCLE_SECTIONS = ("entry_records", "objections", "repairs")
 _RECENT = ("recent_event_ids", "recent_drivers", "recent_carriers")
 
 
@@ -77,6 +82,8 @@ def file_to_dict(file: CreditFile) -> dict[str, JsonValue]:
 
 def file_from_dict(data: Mapping[str, Any]) -> CreditFile:
     """The file a dict from :func:`file_to_dict` describes."""
+    if data.get("format") == 1 and not set(_LIFECYCLE_SECTIONS) & set(data):
+        data = {**data, "format": FORMAT, **{key: {} for key in _LIFECYCLE_SECTIONS}}
     if data.get("format") != FORMAT:
         raise FileFormatError(f"format: expected {FORMAT}, got {data.get('format')!r}")
     expected = {"format", "subject", "clock", "first_seen", "stale_events", *_SECTIONS, *_RECENT}

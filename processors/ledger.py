@@ -46,7 +46,7 @@ recent drivers and carriers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -54,6 +54,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar, assert_never
 
+from processors.disclosure import PublicationRequest
 from processors.facts import (
     DetectionFact,
     Fact,
@@ -61,8 +62,10 @@ from processors.facts import (
     ForwardedBatch,
     ForwardedChange,
     LicenceFact,
+    ObjectionFact,
     PenaltyFact,
     PermitFact,
+    RepairFact,
     RetractionFact,
     ReviewFact,
     ViolationBasis,
@@ -71,6 +74,19 @@ from processors.facts import (
     fact_event_ids,
     fact_time,
     start_of_day,
+)
+from processors.lifecycle import (
+    AuditRecord,
+    EntryRecord,
+    LifecycleState,
+    ObjectionRecord,
+    ObjectionStatus,
+    RepairRecord,
+    Step,
+    on_objection,
+    on_repair,
+    reconcile,
+    set_aside,
 )
 from processors.lists import (
     VEHICLE_OVERLOAD,
@@ -93,6 +109,7 @@ from processors.model import (
     ViolationCode,
 )
 from processors.policy import Policy, PolicyBook
+from processors.workdays import CHINESE_CALENDAR, WorkdayCalendar
 
 __all__ = [
     "RECENT_EVENT_IDS_KEPT",
@@ -146,6 +163,17 @@ class CreditFile:
     """Vehicle files: the most recent carriers named by a weighing or decision."""
     stale_events: int = 0
     """Events refused because they were older than the late-event horizon."""
+    entry_records: Mapping[str, EntryRecord] = field(default_factory=_no_entries)
+    """The life of each list entry (proposed, published, ...), by ``list:rule``."""
+    objections: Mapping[str, ObjectionRecord] = field(default_factory=_no_entries)
+    """Objections against the file's entries and decisions, by objection id."""
+    repairs: Mapping[str, RepairRecord] = field(default_factory=_no_entries)
+    """Decided credit repair applications, by application id."""
+
+    @property
+    def lifecycle(self) -> LifecycleState:
+        """The lifecycle records together."""
+        return LifecycleState(self.entry_records, self.objections, self.repairs)
 
 
 def new_file(subject: SubjectRef) -> CreditFile:
@@ -169,10 +197,37 @@ class Outcome:
     """The fact was already known: nothing was judged."""
     stale: bool = False
     """The fact was older than the late-event horizon: counted, not judged."""
+    audit: tuple[AuditRecord, ...] = ()
+    """State changes of entries, objections and repairs (the audit trail)."""
+    publications: tuple[PublicationRequest, ...] = ()
+    """Publications and withdrawals of list entries and set-aside decisions."""
 
 
-def apply(file: CreditFile, fact: Fact, policy_book: PolicyBook, now: datetime) -> Outcome:
-    """Apply ``fact`` to ``file``; ``now`` only stamps the triggers (rules run on event time)."""
+def apply(
+    file: CreditFile,
+    fact: Fact,
+    policy_book: PolicyBook,
+    now: datetime,
+    calendar: WorkdayCalendar = CHINESE_CALENDAR,
+) -> Outcome:
+    """Apply ``fact`` to ``file``.
+
+    The list rules run on event time; ``now`` stamps the triggers and, with the file's clock,
+    times the lifecycle (:mod:`processors.lifecycle`), whose working days ``calendar`` counts.
+    """
+    match fact:
+        case ObjectionFact():
+            return _apply_objection(file, fact, policy_book, now, calendar)
+        case RepairFact():
+            return _apply_repair(file, fact, policy_book, now, calendar)
+        case _:
+            outcome = _judge(file, fact, policy_book, now)
+    if outcome.file is file and not isinstance(fact, ReviewFact):
+        return outcome
+    return _run_lifecycle(outcome, policy_book, now, calendar)
+
+
+def _judge(file: CreditFile, fact: Fact, policy_book: PolicyBook, now: datetime) -> Outcome:
     match fact:
         case DetectionFact():
             return _apply_detection(file, fact, policy_book, now)
@@ -188,8 +243,107 @@ def apply(file: CreditFile, fact: Fact, policy_book: PolicyBook, now: datetime) 
             return _apply_forwarded(file, (fact,), fact, policy_book, now)
         case ForwardedBatch():
             return _apply_forwarded(file, fact.changes, fact, policy_book, now)
+        case ObjectionFact() | RepairFact():
+            raise AssertionError("lifecycle facts are applied by apply()")
         case _:
             assert_never(fact)
+
+
+def lifecycle_time(file: CreditFile, now: datetime) -> datetime:
+    """When the lifecycle judges: the processing time, or the file's clock once that is later
+    (a clock tick from a clock the caller controls moves it)."""
+    return now if file.clock is None or file.clock < now else file.clock
+
+
+def _run_lifecycle(
+    outcome: Outcome, book: PolicyBook, now: datetime, calendar: WorkdayCalendar
+) -> Outcome:
+    file = outcome.file
+    step = reconcile(
+        file.subject, file.lifecycle, file.entries, lifecycle_time(file, now), book, calendar
+    )
+    if step.state is not file.lifecycle:
+        file = _with_lifecycle(file, step.state, book)
+    return replace(
+        outcome,
+        file=file,
+        audit=outcome.audit + step.audit,
+        publications=outcome.publications + step.publications,
+    )
+
+
+def _with_lifecycle(file: CreditFile, state: LifecycleState, book: PolicyBook) -> CreditFile:
+    """``file`` with ``state``, less the ended records older than the retention."""
+    clock = _effective_clock(file)
+    entries, objections, repairs = state.entries, state.objections, state.repairs
+    if clock is not None:
+        cutoff = clock - book.retention
+        held = set(file.penalties)
+        entries = _kept(entries, lambda r: r.stage.is_live or r.stage_since > cutoff)
+        objections = _kept(
+            objections,
+            lambda o: (
+                o.status.is_open
+                or (o.resolved_at is not None and o.resolved_at > cutoff)
+                or (o.status is ObjectionStatus.UPHELD and o.decision_number in held)
+            ),
+        )
+        repairs = _kept(
+            repairs, lambda r: r.decided_at > cutoff or (r.approved and r.decision_number in held)
+        )
+    return _evolve(file, entry_records=entries, objections=objections, repairs=repairs)
+
+
+def _kept(mapping: Mapping[str, _V], keep: Callable[[_V], bool]) -> Mapping[str, _V]:
+    if all(keep(value) for value in mapping.values()):
+        return mapping
+    return MappingProxyType({key: value for key, value in mapping.items() if keep(value)})
+
+
+def _apply_objection(
+    file: CreditFile,
+    fact: ObjectionFact,
+    book: PolicyBook,
+    now: datetime,
+    calendar: WorkdayCalendar,
+) -> Outcome:
+    if fact.event_id in file.recent_event_ids:
+        return Outcome(file, duplicate=True)
+    observed = _observe(file, fact.event_id, fact.occurred_at)
+    at = lifecycle_time(observed, now)
+    step = on_objection(observed.subject, observed.lifecycle, fact, at, book, calendar)
+    return _after_lifecycle_step(file, observed, step, fact, book, now, calendar)
+
+
+def _apply_repair(
+    file: CreditFile, fact: RepairFact, book: PolicyBook, now: datetime, calendar: WorkdayCalendar
+) -> Outcome:
+    if fact.event_id in file.recent_event_ids:
+        return Outcome(file, duplicate=True)
+    observed = _observe(file, fact.event_id, fact.applied_at)
+    at = lifecycle_time(observed, now)
+    penalty = file.penalties.get(fact.decision_number)
+    step = on_repair(observed.subject, observed.lifecycle, fact, penalty, at, book, calendar)
+    return _after_lifecycle_step(file, observed, step, fact, book, now, calendar)
+
+
+def _after_lifecycle_step(
+    before: CreditFile,
+    observed: CreditFile,
+    step: Step,
+    fact: Fact,
+    book: PolicyBook,
+    now: datetime,
+    calendar: WorkdayCalendar,
+) -> Outcome:
+    """Re-judge the file when the step set a decision aside, then reconcile its entries."""
+    changed = _with_lifecycle(observed, step.state, book)
+    if set_aside(step.state) != set_aside(before.lifecycle):
+        outcome = _reevaluate(before, changed, fact, book, now)
+    else:
+        outcome = Outcome(changed)
+    outcome = replace(outcome, audit=step.audit, publications=step.publications)
+    return _run_lifecycle(outcome, book, now, calendar)
 
 
 def held_violations(file: CreditFile) -> tuple[ViolationFact, ...]:
@@ -489,6 +643,8 @@ def _analyse(
     detections, penalties = file.detections, file.penalties
     if not detections and not penalties:
         return ()
+    # Repaired decisions, and those an upheld objection struck, count as if revoked.
+    aside = set_aside(file.lifecycle) if file.repairs or file.objections else frozenset()
     parent: dict[str, str] = {}
 
     def find(node: str) -> str:
@@ -517,28 +673,32 @@ def _analyse(
     for nodes in groups.values():
         nodes.sort()
         if memo is None:
-            components.append(_component(file, nodes))
+            components.append(_component(file, nodes, aside))
             continue
         # The same records (the same objects) in a group make the same component.
         key = tuple(
             id(detections.get(node[2:]) if node[0] == "d" else penalties[node[2:]])
             for node in nodes
-        )
+        ) + tuple(-1 for node in nodes if node[2:] in aside)
         component = memo.get(key)
         if component is None or component.nodes != tuple(nodes):
-            component = memo[key] = _component(file, nodes)
+            component = memo[key] = _component(file, nodes, aside)
         components.append(component)
     return tuple(sorted(components, key=lambda c: (c.earliest, c.decision_numbers)))
 
 
-def _component(file: CreditFile, nodes: list[str]) -> _Component:
+def _component(file: CreditFile, nodes: list[str], aside: frozenset[str]) -> _Component:
     # Weighings were judged against the policy in force when they were made, on arrival.
     detection_ids = [node[2:] for node in nodes if node.startswith("d:")]
     held_detections = [file.detections[d] for d in detection_ids if d in file.detections]
     penalties = [file.penalties[node[2:]] for node in nodes if node.startswith("p:")]
     times = [d.detected_at for d in held_detections]
     times += [start_of_day(p.decision_date) for p in penalties]
-    live = [p for p in penalties if p.change_type is not ChangeType.REVOKED]
+    live = [
+        p
+        for p in penalties
+        if p.change_type is not ChangeType.REVOKED and p.decision_number not in aside
+    ]
     cases: list[_Case] = []
     overload = [p for p in live if p.code is ViolationCode.OVERLOAD_TRANSPORT]
     if overload:
@@ -807,6 +967,9 @@ def _observe(
         drivers,
         carriers,
         file.stale_events,
+        file.entry_records,
+        file.objections,
+        file.repairs,
     )
 
 

@@ -232,6 +232,36 @@ class RetentionPolicy:
     not stale still meets every fact it could share a window with."""
 
 
+class ObjectionRecordState(enum.StrEnum):
+    """What an open objection does to the disputed entry or record (RULES.md §4)."""
+
+    ANNOTATE = "annotate"
+    """Marked as disputed, still published (征信业管理条例 第25条 analogue; the default). The
+    other reading, 暂停公示 until the answer, is not built: add it here when the bureau asks."""
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicy:
+    """What happens to a list entry and a record after the rules fire (RULES.md §2-§4)."""
+
+    red_list_publication_years: int
+    """A red-list entry is published for this long (公路 守信典型企业: 2 years, RULES.md §6)."""
+    objection_response_working_days: int
+    """An objection must be answered within this many working days (广州 practice: 10)."""
+    objection_record_state: ObjectionRecordState
+    """What an open objection does to what it disputes."""
+    repair_requires_min_period: bool
+    """Repair only after the tier's minimum publication period (信用修复管理办法)."""
+    repair_requires_obligations_fulfilled: bool
+    """Repair only once the penalty's obligations are fulfilled."""
+    repair_requires_public_commitment: bool
+    """Repair only with a public credit commitment."""
+    repair_not_repairable_tiers: frozenset[str]
+    """Severity tiers (``MINOR``, ``GENERAL``, ``SERIOUS``) that cannot be repaired."""
+    repair_withdrawal_working_days: int
+    """Publication stops within this many working days of an approved repair."""
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """One version of the credit policy."""
@@ -256,6 +286,8 @@ class Policy:
     """Publication periods of the regime; None before any national tiers were sourced."""
     retention: RetentionPolicy
     """Lateness and retention."""
+    lifecycle: LifecyclePolicy
+    """Notice, publication, objections and repair."""
 
     @property
     def longest_window_days(self) -> int:
@@ -608,6 +640,32 @@ def _read_policy(reader: _Reader, name: str) -> Policy:
         scoring=_read_scoring(reader.section("scoring")),
         publication_periods=_read_publication(reader.optional_section("publication_periods")),
         retention=_read_retention(reader.section("retention")),
+        lifecycle=_read_lifecycle(reader.section("lifecycle")),
+    )
+    reader.finish()
+    return policy
+
+
+_TIER_NAMES = frozenset({"MINOR", "GENERAL", "SERIOUS"})  # processors.disclosure.SeverityTier
+
+
+def _read_lifecycle(reader: _Reader) -> LifecyclePolicy:
+    tiers = reader._get("repair_not_repairable_tiers")
+    if not isinstance(tiers, list) or not set(tiers) <= _TIER_NAMES:
+        raise reader.fail(
+            "repair_not_repairable_tiers", f"expected a list of {', '.join(sorted(_TIER_NAMES))}"
+        )
+    policy = LifecyclePolicy(
+        red_list_publication_years=reader.integer("red_list_publication_years", minimum=_POSITIVE),
+        objection_response_working_days=reader.integer(
+            "objection_response_working_days", minimum=_POSITIVE
+        ),
+        objection_record_state=reader.member("objection_record_state", ObjectionRecordState),
+        repair_requires_min_period=reader.flag("repair_requires_min_period"),
+        repair_requires_obligations_fulfilled=reader.flag("repair_requires_obligations_fulfilled"),
+        repair_requires_public_commitment=reader.flag("repair_requires_public_commitment"),
+        repair_not_repairable_tiers=frozenset(str(t) for t in tiers),
+        repair_withdrawal_working_days=reader.integer("repair_withdrawal_working_days", minimum=0),
     )
     reader.finish()
     return policy

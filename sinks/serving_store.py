@@ -124,7 +124,7 @@ LIST_FIELDS: Mapping[ListName, str] = {
 # an entry without one stands, and reads "listed". Which statuses put a subject on the list:
 _LISTED_STATUSES = frozenset({"listed", "published"})
 # How a list's status is chosen from its rules' statuses: the first one present wins.
-_STATUS_PRECEDENCE = ("published", "listed", "proposed", "withdrawn")
+_STATUS_PRECEDENCE = ("published", "listed", "proposed", "withdrawn", "removed", "cancelled")
 NOT_LISTED = "not_listed"
 
 
@@ -296,6 +296,11 @@ def stored_subject(value: Mapping[str, Any], key: str | None = None) -> StoredSu
                     entry.get("evidence_violation_ids"),
                     f"memberships[{index}].evidence_violation_ids",
                 ),
+                # The lifecycle (processors.lifecycle): notice, publication, objection.
+                "notice_ends": entry.get("notice_ends"),
+                "published_on": entry.get("published_on"),
+                "public_until": entry.get("public_until"),
+                "disputed": bool(entry.get("disputed")),
             }
         )
     full_lists: dict[str, Any] = {}
@@ -312,7 +317,10 @@ def stored_subject(value: Mapping[str, Any], key: str | None = None) -> StoredSu
         basic_lists[list_field] = {
             "listed": listed,
             "status": status,
-            "rules": [{"rule_id": r["rule_id"], "status": r["status"]} for r in rules],
+            "rules": [
+                {"rule_id": r["rule_id"], "status": r["status"], "disputed": r["disputed"]}
+                for r in rules
+            ],
         }
     carrier = value.get("carrier")
     if carrier is not None and not isinstance(carrier, str):

@@ -12,8 +12,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from processors.disclosure import PublicationRequest
 from processors.facts import Fact, ReviewFact, start_of_day
 from processors.ledger import CreditFile, apply, new_file
+from processors.lifecycle import AuditRecord
 from processors.lists import EnforcementAlert, ListAction, ListName, ListTrigger
 from processors.model import (
     ChangeType,
@@ -256,6 +258,8 @@ class Pipeline:
     alerts: list[EnforcementAlert] = field(default_factory=list)
     stale: int = 0
     hops: int = 0
+    audit: list[AuditRecord] = field(default_factory=list)
+    publications: list[PublicationRequest] = field(default_factory=list)
 
     def feed(self, *events: InputEvent) -> Pipeline:
         """Process ``events`` in order, each to the end of its forwards."""
@@ -275,6 +279,8 @@ class Pipeline:
             self.files[subject] = outcome.file
             self.triggers += outcome.triggers
             self.alerts += outcome.alerts
+            self.audit += outcome.audit
+            self.publications += outcome.publications
             self.stale += outcome.stale
             self.hops += 1
             for target, _ in outcome.forwards:

@@ -4,12 +4,13 @@ worker's JSON, without Redis."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from processors.fact_codec import to_json
+from processors.facts import ReviewFact
 from processors.snapshot import snapshot
 from sinks.serving_store import SnapshotFormatError, stored_subject, stored_trigger
 from tests.unit.credit_support import DEFAULT_BOOK, NOW, Pipeline, instant, vehicle, weighing
@@ -22,11 +23,22 @@ def _worker_json(value: object) -> dict[str, Any]:
     return decoded
 
 
-def _listed_truck() -> Pipeline:
+def _listed_truck(*, published: bool = True) -> Pipeline:
     pipeline = Pipeline()
     for k in range(5):
         pipeline.feed(weighing(f"e{k}", instant(f"2029-0{k + 1}-10")))
+    if published:  # a clock tick after the pre-publication notice (processors.lifecycle)
+        pipeline.deliver(vehicle(), ReviewFact("tick", NOW + timedelta(days=60)))
     return pipeline
+
+
+def test_a_proposed_entry_is_shown_but_not_listed() -> None:
+    """During the 10 working days' notice the entry is not in force (RULES.md §2)."""
+    view = snapshot(_listed_truck(published=False).file(vehicle()), DEFAULT_BOOK, NOW)
+    full = json.loads(stored_subject(_worker_json(view), str(view.subject)).full)
+    assert full["listed"] is False
+    assert full["lists"]["blacklist"]["status"] == "proposed"
+    assert full["lists"]["blacklist"]["rules"][0]["notice_ends"] is not None
 
 
 def test_a_real_snapshot_becomes_documents_for_both_scopes() -> None:
@@ -40,11 +52,11 @@ def test_a_real_snapshot_becomes_documents_for_both_scopes() -> None:
     assert stored.related == (str(view.carrier), *map(str, view.recent_drivers))
     full, basic = json.loads(stored.full), json.loads(stored.basic)
     rule = full["lists"]["blacklist"]["rules"][0]
-    assert rule["rule_id"] == "overload.vehicle" and rule["status"] == "listed"
+    assert rule["rule_id"] == "overload.vehicle" and rule["status"] == "published"
     assert rule["evidence_event_ids"] == ["e0", "e1", "e2", "e3", "e4"]
     assert full["listed"] is True and full["lists_on"] == ["blacklist"]
     assert basic["lists"]["blacklist"]["rules"] == [
-        {"rule_id": "overload.vehicle", "status": "listed"}
+        {"rule_id": "overload.vehicle", "status": "published", "disputed": False}
     ]
     assert "evidence" not in stored.basic.decode() and "reason" not in basic
     assert basic["grade"] == full["grade"] and basic["as_of"] == NOW.isoformat()

@@ -9,9 +9,16 @@ from typing import Any
 
 import pytest
 
+from processors.facts import ObjectionFact, RepairFact
 from processors.file_codec import FileFormatError, file_from_dict, file_to_dict
 from processors.ledger import CreditFile
-from processors.model import LicenceStatus, PenaltyCategory, ViolationCode
+from processors.model import (
+    LicenceStatus,
+    ObjectionAction,
+    ObjectionTarget,
+    PenaltyCategory,
+    ViolationCode,
+)
 from tests.unit.credit_support import (
     CARRIER_USCC,
     LOADING_SOURCE_USCC,
@@ -23,6 +30,7 @@ from tests.unit.credit_support import (
     penalty,
     permit,
     review,
+    vehicle,
     weighing,
 )
 
@@ -53,6 +61,17 @@ def _rich_files() -> dict[Any, CreditFile]:
         ),
     )
     pipeline.deliver(carrier(), review("2024-09-01"))
+    objection = ObjectionFact(
+        "obj-1",
+        "O-1",
+        ObjectionAction.FILED,
+        ObjectionTarget.LIST_ENTRY,
+        instant("2024-09-02"),
+        "东阿县交通运输局",
+        entry_key="BLACKLIST:overload.vehicle",
+    )
+    repair = RepairFact("rep-1", "R-1", "东交罚〔p4〕", instant("2024-09-03"), True, True)
+    pipeline.deliver(vehicle(), objection).deliver(vehicle(), repair)
     return pipeline.files
 
 
@@ -60,6 +79,7 @@ def test_every_file_survives_the_round_trip_through_json() -> None:
     """file_from_dict(json(file_to_dict(f))) == f for files with every section in use."""
     files = _rich_files()
     assert any(file.entries for file in files.values())
+    assert any(file.entry_records and file.objections and file.repairs for file in files.values())
     assert any(file.detections and file.permits for file in files.values())
     for file in files.values():
         stored = json.loads(json.dumps(file_to_dict(file), ensure_ascii=False))
@@ -102,7 +122,10 @@ def _first(section: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("corrupt", "message"),
     [
-        pytest.param(lambda d: d.update(format=2), r"format: expected 1, got 2", id="format"),
+        pytest.param(lambda d: d.update(format=3), r"format: expected 2, got 3", id="format"),
+        pytest.param(
+            lambda d: d.update(format=1), r"format: expected 2, got 1", id="format-1-with-lifecycle"
+        ),
         pytest.param(lambda d: d.pop("entries"), r"keys: expected", id="missing-section"),
         pytest.param(
             lambda d: _first(d["detections"]).update(detected_at="2024-03-01T10:00:00"),
@@ -144,3 +167,15 @@ def test_a_corrupt_dict_is_refused_with_the_path(
     corrupt(data)
     with pytest.raises(FileFormatError, match=message):
         file_from_dict(data)
+
+
+def test_a_format_1_file_reads_with_empty_lifecycle_records() -> None:
+    """Files stored before the lifecycle existed read back with no entry records."""
+    file = next(f for f in _rich_files().values() if f.entry_records)
+    stored = file_to_dict(file)
+    for name in ("entry_records", "objections", "repairs"):
+        del stored[name]
+    stored["format"] = 1
+    read = file_from_dict(stored)
+    assert (read.entry_records, read.objections, read.repairs) == ({}, {}, {})
+    assert read.entries == file.entries
