@@ -24,7 +24,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from api.auth import hash_key
 from ops.services import LocalKafka, LocalRedis, ServiceError
-from ops.simulator import Simulation, Simulator
+from ops.simulator import Simulator, demo_simulation
+from processors.model import InputEvent
 from streams.admin import ensure_topics
 from streams.cli import LOCAL_KAFKA_CONTROLLER_PORT, LOCAL_KAFKA_PORT, LOCAL_REDIS_PORT
 from streams.codecs import AvroSerde
@@ -35,6 +36,7 @@ from streams.topics import (
     LIST_TRIGGERS_TOPIC,
     OVERLOAD_DETECTIONS_TOPIC,
 )
+from streams.upstream import record_key
 
 RUN_DIR = REPO_ROOT / ".run"
 API_PORT = 8080
@@ -132,7 +134,7 @@ def run_demo(events_per_second: float, seconds: float, seed: int) -> int:
 
 async def feed(bootstrap: str, rate: float, seconds: float, seed: int) -> None:
     serde = AvroSerde.with_local_ids()
-    simulator = Simulator(Simulation(seed=seed))
+    simulator = Simulator(demo_simulation(seed))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
     triggers = AIOKafkaConsumer(
         LIST_TRIGGERS_TOPIC.name,
@@ -147,11 +149,12 @@ async def feed(bootstrap: str, rate: float, seconds: float, seed: int) -> None:
     first_trigger_at: float | None = None
     started = time.monotonic()
 
-    async def send(event: object) -> None:
-        record = record_name_of(event)  # type: ignore[arg-type]
-        value = serde.encode(record, from_domain(event))  # type: ignore[arg-type]
-        key = getattr(event, "plate_number", None) or getattr(event, "decision_number", "")
-        await producer.send(topic_of[record], value, key=str(key).encode())
+    async def send(event: InputEvent) -> None:
+        record = record_name_of(event)
+        value = serde.encode(record, from_domain(event))
+        # Keyed as the upstream guide says (streams.upstream.record_key): one objection's
+        # filing and resolution share a partition and arrive in order.
+        await producer.send(topic_of[record], value, key=record_key(event))
         counts["events"] += 1
 
     try:

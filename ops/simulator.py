@@ -5,13 +5,28 @@ it to a carrier), then emits overload detections at fixed stations (precise weig
 weigh-in-motion points, penalty decisions that follow a share of precise-weighing overloads,
 and a small share of bad records. The simulated clock runs from ``start`` towards the present,
 so event times are never in the future. The same seed gives the same events.
+
+When :class:`Simulation` asks for them (the demo does; the defaults do not, so that benchmarks
+and pipeline tests keep their traffic), it also emits the two lifecycle inputs:
+
+- objections (异议): a vehicle whose confirmed overloads in 365 days exceed three is blacklisted;
+  its carrier sometimes objects to the entry during the pre-publication notice, and the bureau
+  rejects the objection (most often) or upholds it some days later;
+- credit repair applications (信用修复) for penalties older than the shortest publication period,
+  most with their obligations fulfilled and a public commitment made;
+- and now and then a malformed one of either, which the pipeline dead-letters.
+
+These draw from a random generator of their own: for a given seed, the detections, penalties and
+certificates are the same with and without them.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -22,12 +37,17 @@ from processors.model import (
     LicenceStatus,
     LicenceType,
     LicensingDecision,
+    Objection,
+    ObjectionAction,
+    ObjectionTarget,
     OverloadDetection,
     PenaltyCategory,
     PenaltyDecision,
     PlateColour,
     Procedure,
+    RepairApplication,
     StationType,
+    SubjectKind,
     SubjectType,
     ViolationCode,
 )
@@ -42,6 +62,20 @@ STATIONS = (
     ("DA-WIM-04", "东阿县铜城不停车检测点", StationType.WEIGH_IN_MOTION),
 )
 LIMITS_BY_AXLES = {2: 18_000, 3: 25_000, 4: 31_000, 5: 43_000, 6: 49_000}
+BUREAU_NAME = "东阿县交通运输局"
+
+# How the simulator tells that a vehicle is blacklisted: its own count of confirmed overloads
+# (precise weighings over the limit) in a rolling window, as config/policy.yaml counts them.
+BLACKLIST_WINDOW = timedelta(days=365)
+BLACKLIST_VIOLATIONS_GT = 3
+VEHICLE_BLACKLIST_RULE = "overload.vehicle"
+# Objections come during the 10-working-day notice before publication (RULES.md §2), and are
+# decided within a few weeks (RULES.md §4: 2 + 2 + 10 working days in 广州).
+OBJECTION_FILED_WITHIN_DAYS = (1.0, 12.0)
+OBJECTION_DECIDED_WITHIN_DAYS = (3.0, 20.0)
+OBJECTION_UPHELD_SHARE = 0.15
+# Repair is possible once the shortest publication period has passed (3 months, RULES.md §3).
+REPAIR_AFTER = timedelta(days=90)
 
 
 def make_uscc(rng: random.Random, prefix: str = "91" + COUNTY_REGION_CODE) -> str:
@@ -81,6 +115,49 @@ class Simulation:
     start: datetime = datetime(2025, 11, 1, tzinfo=UTC)
     step: timedelta = timedelta(minutes=20)
     """Simulated time between two detections."""
+    objection_share: float = 0.0
+    """Share of vehicle blacklistings whose carrier objects (异议); 0 emits no objections."""
+    repair_share: float = 0.0
+    """Chance per step of a credit repair application (信用修复) for an older penalty."""
+    bad_lifecycle_share: float = 0.05
+    """Share of objections and repair applications that also come once malformed."""
+
+
+def demo_simulation(seed: int) -> Simulation:
+    """The demo's traffic: every input, objections and repair applications at a county's rate.
+
+    About one in three blacklisted vehicles' carriers objects; a repair application comes every
+    few hundred steps (some days of simulated time), a small share of the penalties.
+    """
+    return Simulation(seed=seed, objection_share=0.3, repair_share=0.003)
+
+
+@dataclass(slots=True)
+class _PendingObjection:
+    """An objection the simulator will file, then resolve, when the simulated clock gets there."""
+
+    number: int
+    vehicle: Vehicle
+    due: datetime
+    filed: bool = False
+
+
+@dataclass(slots=True)
+class _Lifecycle:
+    """What the lifecycle events need to remember of the traffic so far."""
+
+    overloads: dict[str, deque[datetime]] = field(default_factory=dict)
+    """Confirmed overloads of each plate inside the blacklist window."""
+    listed: set[str] = field(default_factory=set)
+    """Plates the simulator counts as blacklisted (until an overload finds the window short)."""
+    objections: list[_PendingObjection] = field(default_factory=list)
+    """Objections still to file or to resolve."""
+    penalties: list[tuple[datetime, str, Vehicle]] = field(default_factory=list)
+    """Issued penalties in order: (decided, decision number, vehicle)."""
+    repaired: set[str] = field(default_factory=set)
+    """Decision numbers a repair application was made for."""
+    objection_count: int = 0
+    repair_count: int = 0
 
 
 class Simulator:
@@ -116,6 +193,10 @@ class Simulator:
             )
         self.clock = sim.start
         self.sequence = 0
+        # A generator of its own, seeded from the run's seed: lifecycle events never shift the
+        # draws of the main traffic.
+        self.lifecycle_rng = random.Random(f"lifecycle-{sim.seed}")  # noqa: S311 - synthetic
+        self._lifecycle = _Lifecycle()
 
     def certificates(self) -> Iterator[LicensingDecision]:
         """One vehicle operating certificate (道路运输证) per vehicle, tying it to its carrier."""
@@ -209,6 +290,138 @@ class Simulator:
                     related_detection_ids=(detection.detection_id,),
                 )
             )
+        if self.sim.objection_share > 0 or self.sim.repair_share > 0:
+            events += self._lifecycle_events(vehicle, confirmed, events)
+        return events
+
+    # --- objections and credit repair ---------------------------------------------------------
+
+    def _lifecycle_events(
+        self, vehicle: Vehicle, confirmed: bool, step_events: list[InputEvent]
+    ) -> list[InputEvent]:
+        """Objections and repair applications due at the clock, after this step's traffic."""
+        state = self._lifecycle
+        for event in step_events:
+            if isinstance(event, PenaltyDecision):
+                state.penalties.append((self.clock, event.decision_number, vehicle))
+        if confirmed:
+            self._count_overload(vehicle)
+        events: list[InputEvent] = []
+        if self.sim.objection_share > 0:
+            events += self._due_objection_events()
+        if self.lifecycle_rng.random() < self.sim.repair_share:
+            events += self._repair_application()
+        return events
+
+    def _count_overload(self, vehicle: Vehicle) -> None:
+        state, rng = self._lifecycle, self.lifecycle_rng
+        overloads = state.overloads.setdefault(vehicle.plate, deque())
+        overloads.append(self.clock)
+        while overloads and overloads[0] <= self.clock - BLACKLIST_WINDOW:
+            overloads.popleft()
+        if len(overloads) <= BLACKLIST_VIOLATIONS_GT:
+            state.listed.discard(vehicle.plate)
+            return
+        if vehicle.plate in state.listed:
+            return
+        state.listed.add(vehicle.plate)
+        if rng.random() < self.sim.objection_share:
+            state.objection_count += 1
+            due = self.clock + timedelta(days=rng.uniform(*OBJECTION_FILED_WITHIN_DAYS))
+            state.objections.append(_PendingObjection(state.objection_count, vehicle, due))
+
+    def _due_objection_events(self) -> list[InputEvent]:
+        state, rng = self._lifecycle, self.lifecycle_rng
+        events: list[InputEvent] = []
+        for pending in [p for p in state.objections if p.due <= self.clock]:
+            objection = self._objection(pending)
+            if not pending.filed:
+                pending.filed = True
+                pending.due = self.clock + timedelta(
+                    days=rng.uniform(*OBJECTION_DECIDED_WITHIN_DAYS)
+                )
+            else:
+                state.objections.remove(pending)
+            if rng.random() < self.sim.bad_lifecycle_share:
+                events.append(self._malformed_objection(objection))
+            events.append(objection)
+        return events
+
+    def _objection(self, pending: _PendingObjection) -> Objection:
+        """The filing of an objection to a vehicle's blacklist entry, or its resolution."""
+        if not pending.filed:
+            action, reason = ObjectionAction.FILED, "申请人认为部分超限检测记录系同一次运输重复计数"
+        elif self.lifecycle_rng.random() < OBJECTION_UPHELD_SHARE:
+            action, reason = ObjectionAction.UPHELD, "经核查，部分检测记录有误，异议成立"
+        else:
+            action, reason = ObjectionAction.REJECTED, "经核查，违法事实清楚，维持原认定"
+        objection_id = f"YY-{self.sim.seed}-{pending.number:05d}"
+        return Objection(
+            event_id=f"sim-obj-{objection_id}-{action.value}",
+            objection_id=objection_id,
+            action=action,
+            subject_kind=SubjectKind.VEHICLE,
+            target=ObjectionTarget.LIST_ENTRY,
+            occurred_at=self.clock,
+            handled_by=BUREAU_NAME,
+            plate_number=pending.vehicle.plate,
+            plate_colour=PlateColour.YELLOW,
+            list_name="BLACKLIST",
+            rule_id=VEHICLE_BLACKLIST_RULE,
+            reason=reason,
+        )
+
+    def _malformed_objection(self, objection: Objection) -> Objection:
+        """A broken first attempt at ``objection``, under an event id of its own."""
+        broken = self.lifecycle_rng.choice(
+            (
+                {"list_name": "blacklist"},  # LIST_NAME_UNKNOWN: list names are upper case
+                {"rule_id": None},  # OBJECTION_TARGET_INCOMPLETE
+                {"plate_colour": None},  # SUBJECT_IDENTIFIER_MISSING
+            )
+        )
+        return replace(objection, event_id=f"{objection.event_id}-malformed", **broken)
+
+    def _repair_application(self) -> list[InputEvent]:
+        """A repair application for a random penalty older than the shortest period, if any."""
+        state, rng = self._lifecycle, self.lifecycle_rng
+        eligible = bisect.bisect_right(
+            state.penalties, self.clock - REPAIR_AFTER, key=lambda penalty: penalty[0]
+        )
+        if eligible == 0:
+            return []
+        _, decision_number, vehicle = state.penalties[rng.randrange(eligible)]
+        if decision_number in state.repaired:
+            return []
+        state.repaired.add(decision_number)
+        state.repair_count += 1
+        application_id = f"XF-{self.sim.seed}-{state.repair_count:05d}"
+        application = RepairApplication(
+            event_id=f"sim-rep-{application_id}",
+            application_id=application_id,
+            subject_kind=SubjectKind.VEHICLE,
+            decision_number=decision_number,
+            applied_at=self.clock,
+            obligations_fulfilled=rng.random() < 0.9,
+            public_commitment=rng.random() < 0.85,
+            plate_number=vehicle.plate,
+            plate_colour=PlateColour.YELLOW,
+            applicant_name=vehicle.carrier_name,
+        )
+        events: list[InputEvent] = []
+        if rng.random() < self.sim.bad_lifecycle_share:
+            broken = rng.choice(
+                (
+                    {"decision_number": ""},  # EMPTY_REQUIRED_FIELD
+                    # SUBJECT_IDENTIFIER_MISSING and SUBJECT_IDENTIFIER_CONFLICT: a vehicle's
+                    # plate under a carrier subject
+                    {"subject_kind": SubjectKind.CARRIER},
+                )
+            )
+            events.append(
+                replace(application, event_id=f"{application.event_id}-malformed", **broken)
+            )
+        events.append(application)
         return events
 
     def is_bad_record_turn(self) -> bool:

@@ -9,6 +9,9 @@ driver, carrier, loading source and penalised subject (:func:`processors.ledger.
 An event with no vehicle goes straight to its subject's file: an organisation by unified social
 credit code, a person by resident ID number.
 
+An objection (异议) or a credit repair (信用修复) application names the file that holds what it
+disputes or repairs (``subject_kind`` and the subject's identifier) and goes to that file alone.
+
 **Who a penalty penalises.** ``PenaltyDecision`` says who the subject is (name, USCC or ID
 number) but not in which role. This module takes the reading that fits a transport bureau's
 cases: an organisation it penalises is a carrier, and a person a driver, unless the decision
@@ -27,18 +30,23 @@ from processors.facts import (
     Fact,
     FleetFact,
     LicenceFact,
+    ObjectionFact,
     PenaltyFact,
     PermitFact,
+    RepairFact,
     start_of_day,
 )
 from processors.model import (
     InputEvent,
     LicenceType,
     LicensingDecision,
+    Objection,
+    ObjectionTarget,
     OverloadDetection,
     PenaltyCategory,
     PenaltyDecision,
     PlateColour,
+    RepairApplication,
     SubjectKind,
     SubjectRef,
     vehicle_key,
@@ -66,6 +74,10 @@ def route(event: InputEvent) -> Routed:
             return _route_penalty(event)
         case LicensingDecision():
             return _route_licensing(event)
+        case Objection():
+            return _route_objection(event)
+        case RepairApplication():
+            return _route_repair(event)
         case _:
             assert_never(event)
 
@@ -194,6 +206,54 @@ def _route_licensing(decision: LicensingDecision) -> Routed:
             return ((holder, licence),)
         case _:
             assert_never(decision.licence_type)
+
+
+def _route_objection(objection: Objection) -> Routed:
+    holder = _file_subject(objection)
+    if holder is None:
+        return ()
+    entry_key = decision_number = None
+    if objection.target is ObjectionTarget.LIST_ENTRY:
+        list_name, rule_id = _present(objection.list_name), _present(objection.rule_id)
+        if list_name is not None and rule_id is not None:
+            # As the file keys its list entries (ListEntry.key).
+            entry_key = f"{list_name}:{rule_id}"
+    else:
+        decision_number = objection.decision_number
+    fact = ObjectionFact(
+        event_id=objection.event_id,
+        objection_id=objection.objection_id,
+        action=objection.action,
+        target=objection.target,
+        occurred_at=objection.occurred_at,
+        handled_by=objection.handled_by,
+        entry_key=entry_key,
+        decision_number=decision_number,
+        reason=objection.reason,
+    )
+    return ((holder, fact),)
+
+
+def _route_repair(application: RepairApplication) -> Routed:
+    holder = _file_subject(application)
+    if holder is None:
+        return ()
+    fact = RepairFact(
+        event_id=application.event_id,
+        application_id=application.application_id,
+        decision_number=application.decision_number,
+        applied_at=application.applied_at,
+        obligations_fulfilled=application.obligations_fulfilled,
+        public_commitment=application.public_commitment,
+    )
+    return ((holder, fact),)
+
+
+def _file_subject(event: Objection | RepairApplication) -> SubjectRef | None:
+    """The file an objection or repair application names: by plate and colour for a vehicle."""
+    if event.subject_kind is SubjectKind.VEHICLE:
+        return _vehicle(event.plate_number, event.plate_colour)
+    return _ref(event.subject_kind, event.subject_code)
 
 
 def _present(value: str | None) -> str | None:

@@ -9,6 +9,7 @@ dead-letter records, dashboards): add new ones, never rename or reuse one.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
@@ -24,16 +25,21 @@ from processors.identifiers import PLATE_INVALID as PLATE_INVALID
 from processors.identifiers import RESIDENT_ID_INVALID as RESIDENT_ID_INVALID
 from processors.identifiers import USCC_INVALID as USCC_INVALID
 from processors.identifiers import check_plate, check_resident_id, check_uscc
+from processors.lists import ListName
 from processors.model import (
     ChangeType,
     InputEvent,
     LicenceType,
     LicensingDecision,
+    Objection,
+    ObjectionTarget,
     OverloadDetection,
     PenaltyCategory,
     PenaltyDecision,
     PlateColour,
     Rejection,
+    RepairApplication,
+    SubjectKind,
     SubjectType,
     ValidationResult,
 )
@@ -59,6 +65,9 @@ PERMIT_WITHOUT_VEHICLE = "PERMIT_WITHOUT_VEHICLE"
 CERTIFICATE_WITHOUT_CARRIER = "CERTIFICATE_WITHOUT_CARRIER"
 REVISION_NEGATIVE = "REVISION_NEGATIVE"
 REVOCATION_OF_ORIGINAL = "REVOCATION_OF_ORIGINAL"
+SUBJECT_IDENTIFIER_CONFLICT = "SUBJECT_IDENTIFIER_CONFLICT"
+OBJECTION_TARGET_INCOMPLETE = "OBJECTION_TARGET_INCOMPLETE"
+LIST_NAME_UNKNOWN = "LIST_NAME_UNKNOWN"
 
 REASON_CODES: frozenset[str] = frozenset(
     {
@@ -85,6 +94,9 @@ REASON_CODES: frozenset[str] = frozenset(
         CERTIFICATE_WITHOUT_CARRIER,
         REVISION_NEGATIVE,
         REVOCATION_OF_ORIGINAL,
+        SUBJECT_IDENTIFIER_CONFLICT,
+        OBJECTION_TARGET_INCOMPLETE,
+        LIST_NAME_UNKNOWN,
     }
 )
 """Every reason code :func:`validate` can return (identifier codes included)."""
@@ -224,6 +236,12 @@ _LICENSING_REQUIRED = _required(
     "authority_code",
 )
 
+_OBJECTION_REQUIRED = _required("event_id", "objection_id", "handled_by")
+_REPAIR_REQUIRED = _required("event_id", "application_id", "decision_number")
+
+LIST_NAMES: frozenset[str] = frozenset(name.value for name in ListName)
+"""The lists an objection's LIST_ENTRY target may name: BLACKLIST, WATCHLIST, RED_LIST."""
+
 _NO_REJECTIONS = ValidationResult(())
 
 
@@ -245,6 +263,10 @@ def validate(
             return validate_penalty(event, now=now, policy=policy)
         case LicensingDecision():
             return validate_licensing(event, now=now, policy=policy)
+        case Objection():
+            return validate_objection(event, now=now, policy=policy)
+        case RepairApplication():
+            return validate_repair_application(event, now=now, policy=policy)
         case _:
             assert_never(event)
 
@@ -348,6 +370,37 @@ def validate_licensing(
     return _result(rejections)
 
 
+def validate_objection(
+    objection: Objection, *, now: datetime, policy: ValidationPolicy = DEFAULT
+) -> ValidationResult:
+    """Every rejection of an objection (异议) event: filed, upheld or rejected."""
+    latest = _latest_acceptable(now, policy)
+    rejections = _empty_fields(objection, _OBJECTION_REQUIRED)
+    rejections += _optional(
+        _event_time_rejection(objection.occurred_at, now, latest, policy, "occurred_at")
+    )
+    rejections += _file_subject_rejections(objection, _date_in_china(latest))
+    rejections += _objection_target_rejections(objection)
+    return _result(rejections)
+
+
+def validate_repair_application(
+    application: RepairApplication, *, now: datetime, policy: ValidationPolicy = DEFAULT
+) -> ValidationResult:
+    """Every rejection of a credit repair (信用修复) application.
+
+    Unmet repair conditions (obligations not fulfilled, no public commitment) are no rejection:
+    the application is valid, and the credit file refuses it by the rules (RULES.md §3).
+    """
+    latest = _latest_acceptable(now, policy)
+    rejections = _empty_fields(application, _REPAIR_REQUIRED)
+    rejections += _optional(
+        _event_time_rejection(application.applied_at, now, latest, policy, "applied_at")
+    )
+    rejections += _file_subject_rejections(application, _date_in_china(latest))
+    return _result(rejections)
+
+
 def overload_ratio_drift(
     detection: OverloadDetection, *, policy: ValidationPolicy = DEFAULT
 ) -> float | None:
@@ -430,16 +483,20 @@ def _is_aware(instant: datetime) -> bool:
 
 
 def _event_time_rejection(
-    event_time: datetime, now: datetime, latest: datetime, policy: ValidationPolicy
+    event_time: datetime,
+    now: datetime,
+    latest: datetime,
+    policy: ValidationPolicy,
+    field_name: str = "event_time",
 ) -> Rejection | None:
     if not _is_aware(event_time):
-        return Rejection(TIMESTAMP_WITHOUT_TIMEZONE, "event_time has no timezone", "event_time")
+        return Rejection(TIMESTAMP_WITHOUT_TIMEZONE, f"{field_name} has no timezone", field_name)
     if event_time > latest:
         return Rejection(
             EVENT_TIME_IN_FUTURE,
-            f"event_time {event_time.isoformat()} is more than "
+            f"{field_name} {event_time.isoformat()} is more than "
             f"{policy.max_clock_skew} ahead of {now.isoformat()}",
-            "event_time",
+            field_name,
         )
     return None
 
@@ -546,6 +603,110 @@ def _subject_identifier_rejections(
         )
     rejections += _uscc_rejections(decision, "subject_uscc")
     rejections += _resident_id_rejections(decision, today, "subject_id_number")
+    return rejections
+
+
+_KINDS_KEYED_BY_USCC = frozenset({SubjectKind.CARRIER, SubjectKind.LOADING_SOURCE})
+# 17 digits and a digit or X: what a resident ID number looks like (some USCCs do too).
+_RESIDENT_ID_LIKE = re.compile("[0-9]{17}[0-9X]")
+
+
+def _file_subject_rejections(event: Objection | RepairApplication, today: date) -> list[Rejection]:
+    """The event names the credit file it concerns, by the identifier of the subject's kind.
+
+    A vehicle's file is keyed by plate and colour together, an organisation's by USCC, a
+    driver's by resident ID number, and any other party's (``PERSON``) by either. The identifier
+    of another kind is refused rather than ignored: it would mean the event is about another file.
+    """
+    rejections: list[Rejection] = []
+    kind = event.subject_kind
+    if kind is SubjectKind.VEHICLE:
+        for name, value in (
+            ("plate_number", event.plate_number),
+            ("plate_colour", event.plate_colour),
+        ):
+            if _is_blank(value):
+                rejections.append(
+                    Rejection(SUBJECT_IDENTIFIER_MISSING, f"a VEHICLE subject needs {name}", name)
+                )
+        if event.plate_number is not None:
+            rejections += _plate_rejections(event.plate_number, event.plate_colour)
+        if not _is_blank(event.subject_code):
+            rejections.append(
+                Rejection(
+                    SUBJECT_IDENTIFIER_CONFLICT,
+                    "a VEHICLE subject is identified by its plate: subject_code must be empty",
+                    "subject_code",
+                )
+            )
+        return rejections
+    code = event.subject_code
+    if code is None or _is_blank(code):
+        rejections.append(
+            Rejection(
+                SUBJECT_IDENTIFIER_MISSING,
+                f"a {kind.value} subject needs subject_code",
+                "subject_code",
+            )
+        )
+    elif kind in _KINDS_KEYED_BY_USCC:
+        rejections += _uscc_rejections(event, "subject_code")
+    elif kind is SubjectKind.DRIVER:
+        rejections += _resident_id_rejections(event, today, "subject_code")
+    elif check_uscc(code) is not None and check_resident_id(code, today) is not None:
+        # A PERSON may be either: report the check of the identifier it looks like.
+        if _RESIDENT_ID_LIKE.fullmatch(code):
+            rejections += _resident_id_rejections(event, today, "subject_code")
+        else:
+            rejections += _uscc_rejections(event, "subject_code")
+    for name in ("plate_number", "plate_colour"):
+        if not _is_blank(getattr(event, name)):
+            rejections.append(
+                Rejection(
+                    SUBJECT_IDENTIFIER_CONFLICT,
+                    f"a {kind.value} subject is identified by subject_code: {name} must be empty",
+                    name,
+                )
+            )
+    return rejections
+
+
+def _objection_target_rejections(objection: Objection) -> list[Rejection]:
+    """A list entry is named by its list and rule, a decision record by its decision number."""
+    rejections = []
+    if objection.target is ObjectionTarget.LIST_ENTRY:
+        list_name = objection.list_name
+        if list_name is None or _is_blank(list_name):
+            rejections.append(
+                Rejection(
+                    OBJECTION_TARGET_INCOMPLETE,
+                    "a LIST_ENTRY objection needs list_name",
+                    "list_name",
+                )
+            )
+        elif list_name not in LIST_NAMES:
+            rejections.append(
+                Rejection(
+                    LIST_NAME_UNKNOWN,
+                    # Not echoed: a free text field may hold anything, personal data included.
+                    f"list_name is not one of {', '.join(sorted(LIST_NAMES))} (upper case)",
+                    "list_name",
+                )
+            )
+        if _is_blank(objection.rule_id):
+            rejections.append(
+                Rejection(
+                    OBJECTION_TARGET_INCOMPLETE, "a LIST_ENTRY objection needs rule_id", "rule_id"
+                )
+            )
+    elif _is_blank(objection.decision_number):
+        rejections.append(
+            Rejection(
+                OBJECTION_TARGET_INCOMPLETE,
+                "a DECISION objection needs decision_number",
+                "decision_number",
+            )
+        )
     return rejections
 
 

@@ -28,7 +28,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from processors.model import InputEvent, LicensingDecision, OverloadDetection, PenaltyDecision
+from processors.model import (
+    InputEvent,
+    LicensingDecision,
+    Objection,
+    OverloadDetection,
+    PenaltyDecision,
+    RepairApplication,
+)
 from streams.errors import SerializationError, SerializationReason
 
 MONEY_PRECISION = 14
@@ -46,9 +53,13 @@ DOMAIN_TYPES: Mapping[str, type[InputEvent]] = types.MappingProxyType(
         "OverloadDetection": OverloadDetection,
         "PenaltyDecision": PenaltyDecision,
         "LicensingDecision": LicensingDecision,
+        "Objection": Objection,
+        # The one record named otherwise than its class: "credit repair" (信用修复) on the wire.
+        "CreditRepairApplication": RepairApplication,
     }
 )
-"""Domain type of each Avro record name that has one (a schema's name is its class's name)."""
+"""Domain type of each Avro record name that has one (a schema's name is its class's name, but
+for ``CreditRepairApplication``, whose class is :class:`~processors.model.RepairApplication`)."""
 
 _Convert = Callable[[Any], Any]
 

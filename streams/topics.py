@@ -48,7 +48,19 @@ PENALTY_DECISIONS_TOPIC = TopicSpec(
 LICENSING_DECISIONS_TOPIC = TopicSpec(
     "licensing-decisions", "licence number (XK_XKBH)", "LicensingDecision"
 )
-INPUT_TOPICS = (OVERLOAD_DETECTIONS_TOPIC, PENALTY_DECISIONS_TOPIC, LICENSING_DECISIONS_TOPIC)
+# Every event of one objection (filed, then upheld or rejected) shares the key, so they arrive in
+# order, as the revisions of one decision do.
+OBJECTIONS_TOPIC = TopicSpec("objections", "objection id", "Objection")
+CREDIT_REPAIR_APPLICATIONS_TOPIC = TopicSpec(
+    "credit-repair-applications", "application id", "CreditRepairApplication"
+)
+INPUT_TOPICS = (
+    OVERLOAD_DETECTIONS_TOPIC,
+    PENALTY_DECISIONS_TOPIC,
+    LICENSING_DECISIONS_TOPIC,
+    OBJECTIONS_TOPIC,
+    CREDIT_REPAIR_APPLICATIONS_TOPIC,
+)
 
 CREDIT_FACTS_TOPIC = TopicSpec("credit-facts", "subject (kind:key)", None)
 """Internal: facts re-keyed to the credit file they belong to (the second hop)."""

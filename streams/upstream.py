@@ -1,8 +1,9 @@
 """Sending input events from an upstream system: validated first, framed, keyed and idempotent.
 
-Upstream systems (the overload control system, the penalty and licensing systems) write the
-three input topics of ``streams/topics.py``. :class:`UpstreamProducer` does what each of their
-sends must do, the way the pipeline expects it (``docs/upstream-guide.md``):
+Upstream systems (the overload control system, the penalty and licensing systems, and the
+objection and credit repair desks) write the input topics of ``streams/topics.py``.
+:class:`UpstreamProducer` does what each of their sends must do, the way the pipeline expects
+it (``docs/upstream-guide.md``):
 
 - validate the event with :func:`processors.validation.validate` and refuse to send one the
   pipeline would dead-letter (:class:`~streams.errors.ValidationError`, listing every reason
@@ -35,10 +36,12 @@ from typing import Any, NamedTuple, Protocol, Self, assert_never
 from processors.model import (
     InputEvent,
     LicensingDecision,
+    Objection,
     OverloadDetection,
     PenaltyDecision,
     PlateColour,
     Rejection,
+    RepairApplication,
     StationType,
     vehicle_key,
 )
@@ -107,7 +110,9 @@ def record_key(event: InputEvent) -> bytes:
 
     ``<plate number>|<plate colour>`` for a detection (``鲁P12345|YELLOW``, the vehicle's credit
     file key), the decision number for a penalty, the licence number for a licensing decision,
-    so that every revision of one decision lands in one partition, in order.
+    so that every revision of one decision lands in one partition, in order; the objection id
+    for an objection (its filing and its resolution stay in order), the application id for a
+    credit repair application.
     """
     match event:
         case OverloadDetection():
@@ -116,6 +121,10 @@ def record_key(event: InputEvent) -> bytes:
             return event.decision_number.encode()
         case LicensingDecision():
             return event.licence_number.encode()
+        case Objection():
+            return event.objection_id.encode()
+        case RepairApplication():
+            return event.application_id.encode()
         case _:
             assert_never(event)
 
@@ -250,6 +259,14 @@ class UpstreamProducer:
     async def send_licensing(self, licensing: LicensingDecision) -> Delivery:
         """Send a licensing decision, or a status change, to ``licensing-decisions``."""
         return await self.send(licensing)
+
+    async def send_objection(self, objection: Objection) -> Delivery:
+        """Send an objection's filing or resolution to ``objections``."""
+        return await self.send(objection)
+
+    async def send_repair_application(self, application: RepairApplication) -> Delivery:
+        """Send a credit repair application to ``credit-repair-applications``."""
+        return await self.send(application)
 
 
 # --- the example of the guide -------------------------------------------------------------------

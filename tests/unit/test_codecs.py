@@ -25,12 +25,17 @@ from processors.model import (
     LicenceStatus,
     LicenceType,
     LicensingDecision,
+    Objection,
+    ObjectionAction,
+    ObjectionTarget,
     OverloadDetection,
     PenaltyCategory,
     PenaltyDecision,
     PlateColour,
     Procedure,
+    RepairApplication,
     StationType,
+    SubjectKind,
     SubjectType,
     ViolationCode,
 )
@@ -63,6 +68,7 @@ from streams.mapping import (
     record_name_of,
     to_domain,
 )
+from streams.topics import INPUT_TOPICS
 
 # --- constant payloads -------------------------------------------------------------------------
 
@@ -165,6 +171,49 @@ OVERSIZE_PERMIT = dataclasses.replace(
     permit_valid_until=datetime(2025, 2, 6, 16, 0, tzinfo=UTC),
 )
 
+LIST_ENTRY_OBJECTION = Objection(
+    event_id="yy-371524-2025-0021#FILED",
+    objection_id="yy-371524-2025-0021",
+    action=ObjectionAction.FILED,
+    subject_kind=SubjectKind.VEHICLE,
+    target=ObjectionTarget.LIST_ENTRY,
+    occurred_at=datetime(2025, 4, 2, 1, 30, 5, 250_000, tzinfo=UTC),
+    handled_by="东阿县交通运输局",
+    plate_number="鲁P83627",
+    plate_colour=PlateColour.YELLOW,
+    list_name="BLACKLIST",
+    rule_id="overload.vehicle",
+    reason="3月14日与3月15日两次检测系同一次运输",
+)
+
+DECISION_OBJECTION = dataclasses.replace(
+    LIST_ENTRY_OBJECTION,
+    event_id="yy-371524-2025-0022#REJECTED",
+    objection_id="yy-371524-2025-0022",
+    action=ObjectionAction.REJECTED,
+    subject_kind=SubjectKind.DRIVER,
+    target=ObjectionTarget.DECISION,
+    subject_code=DRIVER_ID_NUMBER,
+    plate_number=None,
+    plate_colour=None,
+    list_name=None,
+    rule_id=None,
+    decision_number="东交执罚〔2025〕第0312号",
+    reason="",  # the schema default
+)
+
+REPAIR_APPLICATION = RepairApplication(
+    event_id="xf-371524-2025-0007",
+    application_id="xf-371524-2025-0007",
+    subject_kind=SubjectKind.CARRIER,
+    decision_number="东交执罚〔2025〕第0312号",
+    applied_at=datetime(2025, 7, 1, 8, 0, tzinfo=UTC),
+    obligations_fulfilled=True,
+    public_commitment=False,
+    subject_code=CARRIER_USCC,
+    applicant_name="东阿县鑫达物流有限公司",
+)
+
 DEAD_LETTER: dict[str, Any] = {
     "original_key": "鲁P83627|YELLOW".encode(),
     "original_value": b"\x00\x00\x00\x00\x02\xff\xff",
@@ -182,7 +231,15 @@ DEAD_LETTER: dict[str, Any] = {
     "failed_stage": "DECODE",
 }
 
-DOMAIN_PAYLOADS = (DETECTION, PENALTY, OPERATING_CERTIFICATE, OVERSIZE_PERMIT)
+DOMAIN_PAYLOADS = (
+    DETECTION,
+    PENALTY,
+    OPERATING_CERTIFICATE,
+    OVERSIZE_PERMIT,
+    LIST_ENTRY_OBJECTION,
+    DECISION_OBJECTION,
+    REPAIR_APPLICATION,
+)
 
 SCHEMA_FILES = sorted(DEFAULT_SCHEMA_DIR.glob("*.avsc")) + sorted(
     DEFAULT_SCHEMA_DIR.glob("history/*.avsc")
@@ -374,6 +431,35 @@ def test_confluent_header_carries_the_local_schema_id(confluent_serde: AvroSerde
     assert confluent_serde.decode(data).writer_fingerprint_or_id == expected_id
 
 
+@pytest.mark.parametrize(
+    ("event", "record_name", "schema_id"),
+    [
+        (LIST_ENTRY_OBJECTION, "Objection", 6),
+        # The one record not named after its class: 信用修复 on the wire.
+        (REPAIR_APPLICATION, "CreditRepairApplication", 7),
+    ],
+)
+def test_lifecycle_records_carry_their_names_and_local_ids(
+    confluent_serde: AvroSerde, event: model.InputEvent, record_name: str, schema_id: int
+) -> None:
+    """Objections and repair applications are written under their own record and id."""
+    assert record_name_of(event) == record_name
+    data = confluent_serde.encode(record_name, from_domain(event))
+    assert data[:5] == b"\x00" + schema_id.to_bytes(4, "big")
+    decoded = confluent_serde.decode(data, expected_record=record_name)
+    assert type(to_domain(decoded.record_name, decoded.value)) is type(event)
+
+
+def test_every_input_topic_carries_a_mapped_record_and_every_mapped_record_has_a_topic(
+    store: SchemaStore,
+) -> None:
+    """streams/topics.py, the schemas and streams/mapping.py name the same input records."""
+    records = [spec.record for spec in INPUT_TOPICS]
+    assert len(set(records)) == len(records)
+    assert set(records) == set(DOMAIN_TYPES)
+    assert set(records) <= set(store.record_names)
+
+
 def test_single_object_header_carries_the_fingerprint(store: SchemaStore) -> None:
     """Single-object framing is 0xC3 0x01 and the 8-byte fingerprint."""
     serde = AvroSerde(store, LocalSchemaIds.load(store), wire_format=WireFormat.SINGLE_OBJECT)
@@ -393,6 +479,43 @@ def test_encoding_fills_in_schema_defaults(confluent_serde: AvroSerde) -> None:
     decoded = confluent_serde.decode(confluent_serde.encode("OverloadDetection", required_only))
     assert decoded.value["driver_name"] is None
     assert decoded.value["evidence_refs"] == []
+
+
+@pytest.mark.parametrize(
+    ("event", "defaults"),
+    [
+        (
+            LIST_ENTRY_OBJECTION,
+            {
+                "subject_code": None,
+                "plate_number": None,
+                "plate_colour": None,
+                "list_name": None,
+                "rule_id": None,
+                "decision_number": None,
+                "reason": "",
+            },
+        ),
+        (
+            REPAIR_APPLICATION,
+            {
+                "subject_code": None,
+                "plate_number": None,
+                "plate_colour": None,
+                "applicant_name": "",
+            },
+        ),
+    ],
+    ids=["objection", "repair-application"],
+)
+def test_lifecycle_records_default_their_optional_fields(
+    confluent_serde: AvroSerde, event: model.InputEvent, defaults: dict[str, Any]
+) -> None:
+    """Optional fields left out of an objection or application read as the domain defaults."""
+    record_name = record_name_of(event)
+    value = {key: item for key, item in from_domain(event).items() if key not in defaults}
+    decoded = confluent_serde.decode(confluent_serde.encode(record_name, value))
+    assert to_domain(decoded.record_name, decoded.value) == dataclasses.replace(event, **defaults)
 
 
 # --- schema evolution --------------------------------------------------------------------------
@@ -658,6 +781,27 @@ def test_unknown_enum_symbol_in_a_value_is_not_mapped() -> None:
     value = from_domain(DETECTION) | {"plate_colour": "PINK"}
     with pytest.raises(SerializationError, match="plate_colour") as caught:
         to_domain("OverloadDetection", value)
+    assert caught.value.reason_code is SerializationReason.MAPPING_FAILED
+
+
+@pytest.mark.parametrize(
+    ("event", "change", "field_name"),
+    [
+        (LIST_ENTRY_OBJECTION, {"action": "WITHDRAWN"}, "action"),
+        (LIST_ENTRY_OBJECTION, {"subject_kind": "FLEET"}, "subject_kind"),
+        (LIST_ENTRY_OBJECTION, {"target": "PUBLICATION"}, "target"),
+        (LIST_ENTRY_OBJECTION, {"occurred_at": datetime(2025, 4, 2)}, "occurred_at"),  # naive
+        (REPAIR_APPLICATION, {"applied_at": datetime(2025, 7, 1)}, "applied_at"),  # naive
+        (REPAIR_APPLICATION, {"subject_kind": "VESSEL"}, "subject_kind"),
+    ],
+)
+def test_lifecycle_values_that_do_not_fit_are_not_mapped(
+    event: model.InputEvent, change: dict[str, Any], field_name: str
+) -> None:
+    """An unknown symbol or a naive instant in an objection or application is MAPPING_FAILED."""
+    record_name = record_name_of(event)
+    with pytest.raises(SerializationError, match=field_name) as caught:
+        to_domain(record_name, from_domain(event) | change)
     assert caught.value.reason_code is SerializationReason.MAPPING_FAILED
 
 

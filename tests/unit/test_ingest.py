@@ -3,6 +3,7 @@ with a reason (issue 3), and decisions get their 双公示 request (issue 6)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -10,7 +11,18 @@ import pytest
 
 from ops.simulator import Simulation, Simulator
 from processors.disclosure import PublicationRequest
-from processors.model import OverloadDetection, PenaltyDecision
+from processors.fact_codec import fact_from_dict, fact_to_dict
+from processors.facts import ObjectionFact, RepairFact
+from processors.model import (
+    Objection,
+    ObjectionAction,
+    ObjectionTarget,
+    OverloadDetection,
+    PenaltyDecision,
+    PlateColour,
+    RepairApplication,
+    SubjectKind,
+)
 from processors.policy import parse_policy_book
 from processors.workdays import CHINESE_CALENDAR
 from streams.codecs import AvroSerde
@@ -114,3 +126,90 @@ def test_decisions_get_a_publication_request_and_detections_none() -> None:
     assert request.fields["CF_WSH"] == penalty.decision_number
     assert disclosure_for(detection, CHINESE_CALENDAR, BOOK) is None
     assert record_name_of(penalty) == "PenaltyDecision"
+
+
+# --- objections and credit repair applications -------------------------------------------------
+
+OBJECTION = Objection(
+    event_id="YY-0001#FILED",
+    objection_id="YY-0001",
+    action=ObjectionAction.FILED,
+    subject_kind=SubjectKind.VEHICLE,
+    target=ObjectionTarget.LIST_ENTRY,
+    occurred_at=datetime(2025, 10, 1, 2, 0, tzinfo=UTC),
+    handled_by="东阿县交通运输局",
+    plate_number="鲁P12345",
+    plate_colour=PlateColour.YELLOW,
+    list_name="BLACKLIST",
+    rule_id="overload.vehicle",
+    reason="两次检测系同一次运输",
+)
+REPAIR_APPLICATION = RepairApplication(
+    event_id="XF-0001",
+    application_id="XF-0001",
+    subject_kind=SubjectKind.VEHICLE,
+    decision_number="东交罚〔2025〕123号",
+    applied_at=datetime(2025, 10, 1, 2, 0, tzinfo=UTC),
+    obligations_fulfilled=True,
+    public_commitment=True,
+    plate_number="鲁P12345",
+    plate_colour=PlateColour.YELLOW,
+)
+
+
+@pytest.mark.parametrize(
+    ("event", "topic"),
+    [(OBJECTION, "objections"), (REPAIR_APPLICATION, "credit-repair-applications")],
+    ids=["objection", "repair-application"],
+)
+def test_an_objection_or_repair_application_is_routed_and_its_fact_survives_the_facts_topic(
+    event: Objection | RepairApplication, topic: str
+) -> None:
+    """A valid record reaches the vehicle's file as one fact that reads back from its JSON."""
+    record_name = record_name_of(event)
+    outcome = ingest(
+        SERDE, _record(SERDE.encode(record_name, from_domain(event)), topic), record_name, NOW
+    )
+    assert isinstance(outcome, Routed)
+    assert outcome.event == event
+    ((subject, fact),) = outcome.facts
+    assert str(subject) == "VEHICLE:鲁P12345|YELLOW"
+    assert isinstance(fact, ObjectionFact | RepairFact)
+    # What the worker writes to credit-facts, and the judge reads back.
+    assert fact_from_dict(json.loads(json.dumps(fact_to_dict(fact)))) == fact
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (replace(OBJECTION, list_name="blacklist"), "LIST_NAME_UNKNOWN"),
+        (replace(OBJECTION, rule_id=None), "OBJECTION_TARGET_INCOMPLETE"),
+        (replace(REPAIR_APPLICATION, plate_colour=None), "SUBJECT_IDENTIFIER_MISSING"),
+    ],
+)
+def test_an_invalid_objection_or_application_is_a_validation_dead_letter(
+    event: Objection | RepairApplication, reason: str
+) -> None:
+    """A decodable but invalid objection or application ends as a VALIDATE dead letter."""
+    record_name = record_name_of(event)
+    outcome = ingest(
+        SERDE, _record(SERDE.encode(record_name, from_domain(event))), record_name, NOW
+    )
+    assert isinstance(outcome, DeadLetter)
+    assert (outcome.stage, outcome.reason_code) == ("VALIDATE", reason)
+
+
+def test_an_objection_on_the_repair_topic_is_a_wrong_record_type() -> None:
+    """Each lifecycle topic carries its own record only."""
+    data = SERDE.encode("Objection", from_domain(OBJECTION))
+    outcome = ingest(SERDE, _record(data), "CreditRepairApplication", NOW)
+    assert isinstance(outcome, DeadLetter)
+    assert (outcome.stage, outcome.reason_code) == ("DECODE", "WRONG_RECORD_TYPE")
+
+
+@pytest.mark.parametrize("event", [OBJECTION, REPAIR_APPLICATION], ids=["objection", "repair"])
+def test_objections_and_repair_applications_publish_nothing_directly(
+    event: Objection | RepairApplication,
+) -> None:
+    """Neither is a decision (RULES.md §1): no 双公示 request comes from the event itself."""
+    assert disclosure_for(event, CHINESE_CALENDAR, BOOK) is None

@@ -12,8 +12,10 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from processors.model import InputEvent, PlateColour
+from processors.model import InputEvent, ObjectionAction, PlateColour
 from processors.validation import (
+    LIST_NAME_UNKNOWN,
+    OBJECTION_TARGET_INCOMPLETE,
     PLATE_INVALID,
     REASON_CODES,
     USCC_INVALID,
@@ -21,7 +23,7 @@ from processors.validation import (
 )
 from streams.codecs import DEFAULT_ID_TABLE, AvroSerde, WireFormat
 from streams.errors import SerializationReason, ValidationError
-from streams.mapping import to_domain
+from streams.mapping import record_name_of, to_domain
 from streams.topics import INPUT_TOPICS
 from streams.upstream import (
     EXAMPLE_STATION_ID,
@@ -30,7 +32,14 @@ from streams.upstream import (
     encode_example_detection,
     example_detection,
 )
-from tests.unit.test_validation import NOW, make_detection, make_licensing, make_penalty
+from tests.unit.test_validation import (
+    NOW,
+    make_detection,
+    make_licensing,
+    make_objection,
+    make_penalty,
+    make_repair_application,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 GUIDE = REPOSITORY / "docs" / "upstream-guide.md"
@@ -86,6 +95,20 @@ def upstream(serde: AvroSerde = SERDE) -> tuple[UpstreamProducer, RecordingProdu
         ),
         (make_penalty(), "send_penalty", "penalty-decisions", "东交罚〔2025〕123号"),
         (make_licensing(), "send_licensing", "licensing-decisions", "鲁交运管聊字371524000123号"),
+        # Every event of one objection shares its id, so its filing and resolution stay in order.
+        (make_objection(), "send_objection", "objections", "YY-2025-0001"),
+        (
+            make_objection(event_id="obj-evt-0002", action=ObjectionAction.REJECTED),
+            "send",
+            "objections",
+            "YY-2025-0001",
+        ),
+        (
+            make_repair_application(),
+            "send_repair_application",
+            "credit-repair-applications",
+            "XF-2025-0001",
+        ),
     ],
 )
 async def test_valid_event_is_sent_to_its_topic_keyed_with_headers(
@@ -98,11 +121,12 @@ async def test_valid_event_is_sent_to_its_topic_keyed_with_headers(
 
     [sent] = fake.sent
     assert (sent.topic, sent.key) == (topic, key.encode())
+    record_name = record_name_of(event)
     assert sent.headers == [
         ("event_id", event.event_id.encode()),
-        ("record", type(event).__name__.encode()),
+        ("record", record_name.encode()),
     ]
-    decoded = SERDE.decode(sent.value, TOPIC_BY_RECORD[type(event).__name__].record)
+    decoded = SERDE.decode(sent.value, TOPIC_BY_RECORD[record_name].record)
     assert to_domain(decoded.record_name, decoded.value) == event
     assert delivery == (topic, 0, 0, key.encode(), event.event_id)
 
@@ -122,6 +146,20 @@ async def test_invalid_event_raises_every_reason_and_sends_nothing() -> None:
     assert detection.event_id in message
     assert bad_uscc not in message
     assert "鲁I12345" not in message
+    assert fake.sent == []
+
+
+async def test_invalid_objection_is_refused_with_its_reasons() -> None:
+    """An objection naming an unknown list and no rule is refused, and nothing is sent."""
+    producer, fake = upstream()
+
+    with pytest.raises(ValidationError) as raised:
+        await producer.send_objection(make_objection(list_name="黑名单", rule_id=None))
+
+    message = str(raised.value)
+    assert "Objection 'obj-evt-0001' not sent" in message
+    assert f"{LIST_NAME_UNKNOWN} (list_name)" in message
+    assert f"{OBJECTION_TARGET_INCOMPLETE} (rule_id)" in message
     assert fake.sent == []
 
 

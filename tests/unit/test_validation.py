@@ -17,12 +17,17 @@ from processors.model import (
     LicenceStatus,
     LicenceType,
     LicensingDecision,
+    Objection,
+    ObjectionAction,
+    ObjectionTarget,
     OverloadDetection,
     PenaltyCategory,
     PenaltyDecision,
     PlateColour,
     Procedure,
+    RepairApplication,
     StationType,
+    SubjectKind,
     SubjectType,
     ValidationResult,
     ViolationCode,
@@ -40,6 +45,8 @@ from processors.validation import (
     FINE_NEGATIVE,
     FINE_WITHOUT_FINE_CATEGORY,
     LEGAL_LIMIT_MISMATCH,
+    LIST_NAME_UNKNOWN,
+    OBJECTION_TARGET_INCOMPLETE,
     OVERLOAD_RATIO_MISMATCH,
     PERMIT_WITHOUT_VEHICLE,
     PLATE_COLOUR_MISMATCH,
@@ -48,6 +55,7 @@ from processors.validation import (
     RESIDENT_ID_INVALID,
     REVISION_NEGATIVE,
     REVOCATION_OF_ORIGINAL,
+    SUBJECT_IDENTIFIER_CONFLICT,
     SUBJECT_IDENTIFIER_MISSING,
     TIMESTAMP_WITHOUT_TIMEZONE,
     USCC_INVALID,
@@ -59,7 +67,9 @@ from processors.validation import (
     validate,
     validate_detection,
     validate_licensing,
+    validate_objection,
     validate_penalty,
+    validate_repair_application,
 )
 
 NOW = datetime(2025, 10, 13, 2, 0, tzinfo=UTC)  # 10:00 in 东阿县
@@ -158,6 +168,63 @@ def make_licensing(**overrides: Any) -> LicensingDecision:
     return dataclasses.replace(licensing, **overrides)
 
 
+def make_objection(**overrides: Any) -> Objection:
+    """A valid filing of an objection to 鲁P12345's blacklist entry, then overrides."""
+    objection = Objection(
+        event_id="obj-evt-0001",
+        objection_id="YY-2025-0001",
+        action=ObjectionAction.FILED,
+        subject_kind=SubjectKind.VEHICLE,
+        target=ObjectionTarget.LIST_ENTRY,
+        occurred_at=NOW - timedelta(hours=1),
+        handled_by="东阿县交通运输局",
+        plate_number="鲁P12345",
+        plate_colour=PlateColour.YELLOW,
+        list_name="BLACKLIST",
+        rule_id="overload.vehicle",
+        reason="两次检测系同一次运输",
+    )
+    return dataclasses.replace(objection, **overrides)
+
+
+def make_repair_application(**overrides: Any) -> RepairApplication:
+    """A valid repair application of a carrier for one of its penalties, then overrides."""
+    application = RepairApplication(
+        event_id="rep-evt-0001",
+        application_id="XF-2025-0001",
+        subject_kind=SubjectKind.CARRIER,
+        decision_number="东交罚〔2025〕123号",
+        applied_at=NOW - timedelta(hours=1),
+        obligations_fulfilled=True,
+        public_commitment=True,
+        subject_code=CARRIER_USCC,
+        applicant_name="聊城某运输有限公司",
+    )
+    return dataclasses.replace(application, **overrides)
+
+
+# An objection to a decision record, held by a carrier's file.
+_CARRIER_FILE = {
+    "subject_kind": SubjectKind.CARRIER,
+    "subject_code": CARRIER_USCC,
+    "plate_number": None,
+    "plate_colour": None,
+}
+_DECISION_TARGET = {
+    "target": ObjectionTarget.DECISION,
+    "list_name": None,
+    "rule_id": None,
+    "decision_number": "东交罚〔2025〕123号",
+}
+# The plate fields of a vehicle's file, for applications.
+_VEHICLE_FILE = {
+    "subject_kind": SubjectKind.VEHICLE,
+    "subject_code": None,
+    "plate_number": "鲁P12345",
+    "plate_colour": PlateColour.YELLOW,
+}
+
+
 def reasons(result: ValidationResult) -> set[tuple[str, str | None]]:
     """The (reason code, field) pairs of a result."""
     return {(rejection.reason_code, rejection.field_name) for rejection in result.rejections}
@@ -210,12 +277,42 @@ def reasons(result: ValidationResult) -> set[tuple[str, str | None]]:
             permit_valid_until=NOW + timedelta(days=3),
         ),
         make_licensing(valid_until=date(2025, 10, 9)),  # a one-day licence
+        make_objection(),
+        make_objection(action=ObjectionAction.REJECTED, reason=""),  # no statement needed
+        make_objection(occurred_at=NOW + DEFAULT.max_clock_skew),  # skew is tolerated
+        make_objection(list_name="WATCHLIST", rule_id="watchlist.repeated_minor"),
+        make_objection(**_CARRIER_FILE, list_name="RED_LIST", rule_id="red_list.clean_top_grade"),
+        make_objection(**_CARRIER_FILE, **_DECISION_TARGET),
+        # A DECISION objection may still say which list entry made the subject object.
+        make_objection(**_CARRIER_FILE, **(_DECISION_TARGET | {"rule_id": "overload.vehicle"})),
+        make_objection(
+            subject_kind=SubjectKind.LOADING_SOURCE,
+            subject_code=LOADING_SOURCE_USCC,
+            plate_number=None,
+            plate_colour=None,
+        ),
+        make_objection(
+            subject_kind=SubjectKind.DRIVER,
+            subject_code=DRIVER_ID,
+            plate_number="",  # blank = absent
+            plate_colour=None,
+        ),
+        # A PERSON is keyed by either identifier.
+        make_objection(**(_CARRIER_FILE | {"subject_kind": SubjectKind.PERSON})),
+        make_objection(
+            **(_CARRIER_FILE | {"subject_kind": SubjectKind.PERSON, "subject_code": PERSON_ID})
+        ),
+        make_repair_application(),
+        # Unmet repair conditions are the credit file's to refuse, not validation's.
+        make_repair_application(obligations_fulfilled=False, public_commitment=False),
+        make_repair_application(**_VEHICLE_FILE, applicant_name=""),
+        make_repair_application(subject_kind=SubjectKind.DRIVER, subject_code=DRIVER_ID),
     ],
 )
 def test_valid_events_have_no_rejections(
-    event: OverloadDetection | PenaltyDecision | LicensingDecision,
+    event: OverloadDetection | PenaltyDecision | LicensingDecision | Objection | RepairApplication,
 ) -> None:
-    """Well-formed detections, penalties and licensing decisions pass validation."""
+    """Well-formed detections, decisions, objections and repair applications pass validation."""
     result = validate(event, now=NOW)
     assert result.ok, result.rejections
 
@@ -229,6 +326,12 @@ def test_validate_dispatches_on_the_event_type() -> None:
     assert validate(make_penalty(**bad), now=NOW) == validate_penalty(make_penalty(**bad), now=NOW)
     assert validate(make_licensing(**bad), now=NOW) == validate_licensing(
         make_licensing(**bad), now=NOW
+    )
+    assert validate(make_objection(**bad), now=NOW) == validate_objection(
+        make_objection(**bad), now=NOW
+    )
+    assert validate(make_repair_application(**bad), now=NOW) == validate_repair_application(
+        make_repair_application(**bad), now=NOW
     )
 
 
@@ -514,6 +617,148 @@ def test_permit_validity_compares_instants_across_timezones() -> None:
         permit_valid_until=datetime(2025, 10, 13, 2, 0, tzinfo=UTC),
     )
     assert validate(licensing, now=NOW).ok
+
+
+# --- objections and repair applications ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"event_id": ""}, {(EMPTY_REQUIRED_FIELD, "event_id")}),
+        ({"objection_id": " "}, {(EMPTY_REQUIRED_FIELD, "objection_id")}),
+        ({"handled_by": ""}, {(EMPTY_REQUIRED_FIELD, "handled_by")}),
+        ({"occurred_at": NOW + timedelta(minutes=11)}, {(EVENT_TIME_IN_FUTURE, "occurred_at")}),
+        (
+            {"occurred_at": datetime(2025, 10, 13, 9, 0)},  # naive on purpose
+            {(TIMESTAMP_WITHOUT_TIMEZONE, "occurred_at")},
+        ),
+        # A vehicle's file is keyed by plate and colour together.
+        ({"plate_number": None}, {(SUBJECT_IDENTIFIER_MISSING, "plate_number")}),
+        ({"plate_number": "  "}, {(SUBJECT_IDENTIFIER_MISSING, "plate_number")}),
+        ({"plate_colour": None}, {(SUBJECT_IDENTIFIER_MISSING, "plate_colour")}),
+        ({"plate_number": "鲁P1234O"}, {(PLATE_INVALID, "plate_number")}),
+        ({"plate_colour": PlateColour.GREEN}, {(PLATE_COLOUR_MISMATCH, "plate_number")}),
+        # The identifier of another kind of subject: which file is meant?
+        ({"subject_code": CARRIER_USCC}, {(SUBJECT_IDENTIFIER_CONFLICT, "subject_code")}),
+        (
+            {"subject_kind": SubjectKind.CARRIER, "subject_code": CARRIER_USCC},
+            {
+                (SUBJECT_IDENTIFIER_CONFLICT, "plate_number"),
+                (SUBJECT_IDENTIFIER_CONFLICT, "plate_colour"),
+            },
+        ),
+        (
+            _CARRIER_FILE | {"subject_code": None},
+            {(SUBJECT_IDENTIFIER_MISSING, "subject_code")},
+        ),
+        (_CARRIER_FILE | {"subject_code": BAD_USCC}, {(USCC_INVALID, "subject_code")}),
+        # A carrier is keyed by USCC: an ID number is no USCC (and stays masked).
+        (_CARRIER_FILE | {"subject_code": DRIVER_ID}, {(USCC_INVALID, "subject_code")}),
+        (
+            _CARRIER_FILE | {"subject_kind": SubjectKind.LOADING_SOURCE, "subject_code": "9137"},
+            {(USCC_INVALID, "subject_code")},
+        ),
+        (
+            _CARRIER_FILE | {"subject_kind": SubjectKind.DRIVER, "subject_code": BAD_ID},
+            {(RESIDENT_ID_INVALID, "subject_code")},
+        ),
+        (
+            _CARRIER_FILE | {"subject_kind": SubjectKind.DRIVER, "subject_code": CARRIER_USCC},
+            {(RESIDENT_ID_INVALID, "subject_code")},
+        ),
+        # A PERSON that is neither is judged as what it looks like: digits and X, an ID number.
+        (
+            _CARRIER_FILE | {"subject_kind": SubjectKind.PERSON, "subject_code": BAD_ID},
+            {(RESIDENT_ID_INVALID, "subject_code")},
+        ),
+        (
+            _CARRIER_FILE | {"subject_kind": SubjectKind.PERSON, "subject_code": BAD_USCC},
+            {(USCC_INVALID, "subject_code")},
+        ),
+        # The target: a list entry by list and rule, a decision record by its number.
+        ({"list_name": None}, {(OBJECTION_TARGET_INCOMPLETE, "list_name")}),
+        ({"rule_id": " "}, {(OBJECTION_TARGET_INCOMPLETE, "rule_id")}),
+        (
+            {"list_name": "", "rule_id": None},
+            {(OBJECTION_TARGET_INCOMPLETE, "list_name"), (OBJECTION_TARGET_INCOMPLETE, "rule_id")},
+        ),
+        ({"list_name": "blacklist"}, {(LIST_NAME_UNKNOWN, "list_name")}),  # upper case only
+        ({"list_name": "黑名单"}, {(LIST_NAME_UNKNOWN, "list_name")}),
+        (
+            _DECISION_TARGET | {"decision_number": None},
+            {(OBJECTION_TARGET_INCOMPLETE, "decision_number")},
+        ),
+        # A list entry's target does not need the decision number, nor the other way round.
+        (
+            _DECISION_TARGET | {"decision_number": "", "list_name": "BLACKLIST"},
+            {(OBJECTION_TARGET_INCOMPLETE, "decision_number")},
+        ),
+    ],
+)
+def test_objection_rejections(
+    overrides: dict[str, Any], expected: set[tuple[str, str | None]]
+) -> None:
+    """Each malformed objection field yields exactly its reason code."""
+    assert reasons(validate_objection(make_objection(**overrides), now=NOW)) == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"event_id": ""}, {(EMPTY_REQUIRED_FIELD, "event_id")}),
+        ({"application_id": ""}, {(EMPTY_REQUIRED_FIELD, "application_id")}),
+        ({"decision_number": " "}, {(EMPTY_REQUIRED_FIELD, "decision_number")}),
+        ({"applied_at": NOW + timedelta(minutes=11)}, {(EVENT_TIME_IN_FUTURE, "applied_at")}),
+        (
+            {"applied_at": datetime(2025, 10, 13, 9, 0)},  # naive on purpose
+            {(TIMESTAMP_WITHOUT_TIMEZONE, "applied_at")},
+        ),
+        ({"subject_code": None}, {(SUBJECT_IDENTIFIER_MISSING, "subject_code")}),
+        ({"subject_code": BAD_USCC}, {(USCC_INVALID, "subject_code")}),
+        (
+            {"plate_number": "鲁P12345", "plate_colour": PlateColour.YELLOW},
+            {
+                (SUBJECT_IDENTIFIER_CONFLICT, "plate_number"),
+                (SUBJECT_IDENTIFIER_CONFLICT, "plate_colour"),
+            },
+        ),
+        (
+            _VEHICLE_FILE | {"plate_colour": None},
+            {(SUBJECT_IDENTIFIER_MISSING, "plate_colour")},
+        ),
+        (
+            _VEHICLE_FILE | {"plate_number": "鲁P12345D"},  # new-energy plate, yellow colour
+            {(PLATE_COLOUR_MISMATCH, "plate_number")},
+        ),
+        (
+            _VEHICLE_FILE | {"subject_code": CARRIER_USCC},
+            {(SUBJECT_IDENTIFIER_CONFLICT, "subject_code")},
+        ),
+        (
+            {"subject_kind": SubjectKind.DRIVER, "subject_code": BAD_ID},
+            {(RESIDENT_ID_INVALID, "subject_code")},
+        ),
+    ],
+)
+def test_repair_application_rejections(
+    overrides: dict[str, Any], expected: set[tuple[str, str | None]]
+) -> None:
+    """Each malformed repair application field yields exactly its reason code."""
+    application = make_repair_application(**overrides)
+    assert reasons(validate_repair_application(application, now=NOW)) == expected
+
+
+def test_objection_messages_never_contain_unmasked_identifiers() -> None:
+    """A rejected subject code of an objection appears masked, whatever kind it is checked as."""
+    for kind in (SubjectKind.CARRIER, SubjectKind.DRIVER, SubjectKind.PERSON):
+        objection = make_objection(
+            **(_CARRIER_FILE | {"subject_kind": kind, "subject_code": BAD_ID})
+        )
+        messages = " ".join(r.message for r in validate(objection, now=NOW).rejections)
+        assert messages
+        assert BAD_ID not in messages
+        assert "19900101" not in messages
 
 
 # --- across event types -------------------------------------------------------------------------
