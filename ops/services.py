@@ -241,8 +241,8 @@ class LocalKafka:
                     "kafka.tools.StorageTool",
                     "format",
                     "--standalone",
-                    "-t",
-                    cluster_id,
+                    # One argument: an id may start with "-", which argparse would read as a flag.
+                    f"--cluster-id={cluster_id}",
                     "-c",
                     str(config),
                 ],
