@@ -6,8 +6,11 @@ Data flow (topic names in streams/topics.py):
     penalty-decisions   ├─ validate_and_route ─┼→ publication-requests (双公示 outbox)
     licensing-decisions ┘                      └→ <input>.dead-letter
     credit-facts ── judge_credit_files ─┬→ credit-facts (forwarded to carrier, driver, ...)
-         (table subject_to_file)        ├→ list-triggers, enforcement-alerts
+         (tables subject_to_file,       ├→ list-triggers, enforcement-alerts
+          subject_due)                  ├→ audit-records, publication-requests (lifecycle)
                                         └→ credit-snapshots (compacted)
+
+The leader also ticks the lifecycle's clock on every credit-facts partition (streams/clock.py).
 
 Both agents handle events in batches (``take_events``): a batch reads each credit file once,
 applies every fact to it in memory, and writes each changed file once, so the per-event cost
@@ -19,21 +22,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from processors.disclosure import NotPublished, request_to_dict
 from processors.fact_codec import fact_from_dict, fact_to_dict, parse_subject, to_json
-from processors.facts import Fact
+from processors.facts import Fact, ReviewFact
 from processors.file_codec import file_from_dict, file_to_dict
-from processors.ledger import CreditFile, apply, new_file
+from processors.ledger import CreditFile, Outcome, apply, new_file
+from processors.lifecycle import next_due
 from processors.policy import PolicyBook, parse_policy_book
 from processors.snapshot import snapshot
 from sinks.publisher import load_calendar
+from streams.clock import CLOCK_KEY, due_keys, parse_tick, send_ticks
 from streams.codecs import AvroSerde, WireFormat
 from streams.eos import (
     ExactlyOnceApp,
@@ -46,6 +52,7 @@ from streams.ingest import DeadLetter, SourceRecord, dead_letter_value, disclosu
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
 from streams.topics import (
+    AUDIT_RECORDS_TOPIC,
     CREDIT_FACTS_TOPIC,
     CREDIT_SNAPSHOTS_TOPIC,
     ENFORCEMENT_ALERTS_TOPIC,
@@ -127,12 +134,28 @@ def wire_agents(
     alerts_topic = topic(ENFORCEMENT_ALERTS_TOPIC)
     snapshots_topic = topic(CREDIT_SNAPSHOTS_TOPIC)
     publications_topic = topic(PUBLICATION_REQUESTS_TOPIC)
+    audit_topic = topic(AUDIT_RECORDS_TOPIC)
     calendar = load_calendar(settings.calendar_dir)
     subject_to_file = app.Table(
         "subject_to_file",
         default=None,
         partitions=CREDIT_FACTS_TOPIC.partitions,
     )  # keys: the subject as text ("KIND:key"); values: file_to_dict; both JSON
+    subject_due = app.Table(
+        "subject_due",
+        default=None,
+        partitions=CREDIT_FACTS_TOPIC.partitions,
+    )  # keys: the subject as text; values: when its lifecycle next falls due (ISO), if ever
+    partitions = CREDIT_FACTS_TOPIC.partitions
+
+    if settings.clock_interval_seconds > 0:
+        ticker = _Ticker(settings.kafka_bootstrap_servers)
+        app.on_before_shutdown.connect(ticker.stop)
+
+        async def tick_the_clock() -> None:
+            await ticker.tick(facts_spec.name, range(partitions), datetime.now(UTC))
+
+        app.timer(settings.clock_interval_seconds, on_leader=True)(tick_the_clock)
 
     async def send(topic: Any, key: bytes, value: bytes, pending: list[Awaitable[Any]]) -> None:
         pending.append(await topic.send(key=key, value=value))
@@ -189,6 +212,81 @@ def wire_agents(
                 time.perf_counter() - started
             )
 
+    def _load_once(loaded: dict[bytes, CreditFile], key: bytes) -> CreditFile:
+        file = loaded[key] = _load(subject_to_file, key)
+        return file
+
+    async def emit(key: bytes, outcome: Outcome, pending: list[Awaitable[Any]]) -> None:
+        """Send what applying one fact produced."""
+        if outcome.stale:
+            metrics.stale_events.inc()
+        for trigger in outcome.triggers:
+            metrics.list_triggers.labels(
+                trigger.list_name.value, trigger.rule_id, trigger.action.value
+            ).inc()
+            await send(triggers_topic, key, _json(to_json(trigger)), pending)
+        for alert in outcome.alerts:
+            metrics.enforcement_alerts.labels(alert.kind.value).inc()
+            await send(alerts_topic, key, _json(to_json(alert)), pending)
+        for subject, forwarded in outcome.forwards:
+            await send(facts_topic, str(subject).encode(), _json(fact_to_dict(forwarded)), pending)
+        for record in outcome.audit:
+            metrics.lifecycle_transitions.labels(
+                record.record.split(":", 1)[0], record.to_state
+            ).inc()
+            await send(audit_topic, key, _json(to_json(record)), pending)
+        for request in outcome.publications:
+            await send(
+                publications_topic,
+                request.publication_id.encode(),
+                _json(request_to_dict(request)),
+                pending,
+            )
+
+    async def note_due(
+        key: bytes,
+        before: CreditFile | None,
+        after: CreditFile,
+        partition: int,
+        pending: list[Awaitable[Any]],
+    ) -> None:
+        """Keep ``subject_due`` in step: the clock finds the files to wake through it."""
+        due = next_due(after.lifecycle)
+        if before is not None and next_due(before.lifecycle) == due:
+            return
+        text = None if due is None else due.isoformat()
+        if subject_due.get(key.decode()) != text:
+            await write_table(subject_due, partition, key.decode(), text, pending)
+
+    async def tick(
+        event: faust.EventT[Any],
+        partition: int,
+        files: dict[bytes, CreditFile],
+        loaded: dict[bytes, CreditFile],
+        pending: list[Awaitable[Any]],
+    ) -> None:
+        """Wake every file of ``partition`` whose lifecycle is due at the tick's time."""
+        try:
+            at = parse_tick(event.message.value)
+        except ValueError as exc:
+            now = datetime.now(UTC)
+            letter = _process_dead_letter(event, exc, now)
+            metrics.dead_letters.labels(facts_spec.name, letter.reason_code).inc()
+            value = dead_letter_value(_source(event), letter, now)
+            await send(
+                facts_dead_letter_topic, CLOCK_KEY, serde.encode("DeadLetter", value), pending
+            )
+            return
+        metrics.clock_ticks.inc()
+        for subject in due_keys(list(subject_due.items()), partition, partitions, at):
+            key = subject.encode()
+            file = files.get(key) or _load_once(loaded, key)
+            outcome = apply(
+                file, ReviewFact(f"clock:{at.isoformat()}", at), policy_book, at, calendar
+            )
+            files[key] = outcome.file
+            await emit(key, outcome, pending)
+
     @app.agent(facts_topic, name="judge_credit_files")
     async def judge_credit_files(stream: Any) -> None:
         async for events in stream.take_events(
@@ -200,15 +298,19 @@ def wire_agents(
                 for tp, partition_events in source_partitions(events).items():
                     with sending_for(tp):
                         files: dict[bytes, CreditFile] = {}
+                        loaded: dict[bytes, CreditFile] = {}
                         for event in partition_events:
                             key: bytes = event.message.key or b""
                             metrics.events_in.labels(facts_spec.name).inc()
-                            file = files.get(key) or _load(subject_to_file, key)
+                            if key == CLOCK_KEY:
+                                await tick(event, tp.partition, files, loaded, pending)
+                                continue
+                            file = files.get(key) or _load_once(loaded, key)
                             try:
                                 fact: Fact = fact_from_dict(
                                     json.loads(event.message.value or b"null")
                                 )
-                                outcome = apply(file, fact, policy_book, now)
+                                outcome = apply(file, fact, policy_book, now, calendar)
                             except Exception as exc:
                                 letter = _process_dead_letter(event, exc, now)
                                 metrics.dead_letters.labels(
@@ -226,25 +328,7 @@ def wire_agents(
                                 )
                                 continue
                             files[key] = outcome.file
-                            if outcome.stale:
-                                metrics.stale_events.inc()
-                            for trigger in outcome.triggers:
-                                metrics.list_triggers.labels(
-                                    trigger.list_name.value,
-                                    trigger.rule_id,
-                                    trigger.action.value,
-                                ).inc()
-                                await send(triggers_topic, key, _json(to_json(trigger)), pending)
-                            for alert in outcome.alerts:
-                                metrics.enforcement_alerts.labels(alert.kind.value).inc()
-                                await send(alerts_topic, key, _json(to_json(alert)), pending)
-                            for subject, forwarded in outcome.forwards:
-                                await send(
-                                    facts_topic,
-                                    str(subject).encode(),
-                                    _json(fact_to_dict(forwarded)),
-                                    pending,
-                                )
+                            await emit(key, outcome, pending)
                         for key, file in files.items():
                             await write_table(
                                 subject_to_file,
@@ -253,6 +337,7 @@ def wire_agents(
                                 file_to_dict(file),
                                 pending,
                             )
+                            await note_due(key, loaded.get(key), file, tp.partition, pending)
                             view = snapshot(file, policy_book, now)
                             await send(snapshots_topic, key, _json(to_json(view)), pending)
             metrics.batch_seconds.labels("judge_credit_files").observe(
@@ -324,3 +409,29 @@ def run_worker(settings: Settings) -> None:
     log.info("starting worker with settings %s", settings.as_dict())
     worker = faust.Worker(app, loglevel="info", quiet=True)
     worker.execute_from_commandline()
+
+
+class _Ticker:
+    """The leader's clock: a plain idempotent producer, started on the first tick."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._producer: AIOKafkaProducer | None = None
+
+    async def tick(self, topic: str, partitions: Iterable[int], at: datetime) -> None:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap_servers, enable_idempotence=True
+            )
+            await producer.start()
+            self._producer = producer
+        try:
+            await send_ticks(self._producer, topic, partitions, at)
+        except Exception:
+            # The next tick tries again: a late tick only delays what falls due.
+            log.warning("clock tick at %s not sent", at.isoformat(), exc_info=True)
+
+    async def stop(self, *args: Any, **kwargs: Any) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

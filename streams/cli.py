@@ -5,6 +5,7 @@ credit-transport kafka start|stop  # the local single-node Apache Kafka (KRaft)
 credit-transport redis start|stop  # the local Redis
 credit-transport create-topics     # every topic of streams/topics.py, idempotently
 credit-transport worker            # the faust stream worker (exactly-once)
+credit-transport tick [--at T]     # tick the lifecycle's clock (the leader worker does it too)
 """
 
 from __future__ import annotations
@@ -120,6 +121,27 @@ def _replay_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tick(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from streams.clock import tick_once
+    from streams.topics import CREDIT_FACTS_TOPIC, prefixed
+
+    settings = Settings()
+    try:
+        at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    except ValueError:
+        print(f"--at {args.at!r} is not an ISO 8601 instant", file=sys.stderr)
+        return 2
+    if at.tzinfo is None:
+        print("--at needs a time zone, e.g. 2027-01-04T09:00:00+08:00", file=sys.stderr)
+        return 2
+    topic = prefixed(CREDIT_FACTS_TOPIC, settings.topic_prefix).name
+    count = asyncio.run(tick_once(settings.kafka_bootstrap_servers, topic, at))
+    print(f"ticked {count} partitions of {topic} at {at.isoformat()}")
+    return 0
+
+
 def _website(args: argparse.Namespace) -> int:
     from website.app import run_website
 
@@ -146,6 +168,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rebuild": _rebuild,
     "api": _api,
     "replay-dead-letters": _replay_dead_letters,
+    "tick": _tick,
 }
 
 
@@ -179,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("topic", help="the input topic, e.g. overload-detections")
     replay.add_argument("--reason", help="only letters with this reason code")
+    tick = commands.add_parser(
+        "tick", help="tick the lifecycle's clock now, or at --at (catch-up, tests)"
+    )
+    tick.add_argument("--at", help="ISO 8601 instant with a time zone; default: now")
     return parser
 
 

@@ -26,6 +26,8 @@ class WorkerMetrics(NamedTuple):
     stale_events: Counter
     consumer_lag: Gauge
     not_published: Counter
+    lifecycle_transitions: Counter
+    clock_ticks: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WorkerMetrics:
@@ -91,6 +93,19 @@ class WorkerMetrics(NamedTuple):
                 "credit_decisions_not_published",
                 "Decisions that 双公示 does not publish, by reason (warning only, minor, ...).",
                 ["reason"],
+                registry=registry,
+            ),
+            lifecycle_transitions=Counter(
+                "credit_lifecycle_transitions",
+                "State changes of list entries, objections, repairs and decisions, by record kind "
+                "(entry, objection, repair, decision) and new state; objections that turn OVERDUE "
+                "passed their response deadline.",
+                ["record", "to_state"],
+                registry=registry,
+            ),
+            clock_ticks=Counter(
+                "credit_clock_ticks",
+                "Lifecycle clock ticks handled (streams/clock.py).",
                 registry=registry,
             ),
         )

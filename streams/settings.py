@@ -51,6 +51,9 @@ class Settings(BaseSettings):
 
     policy_file: Path = REPO_ROOT / "config" / "policy.yaml"
     """The versioned credit policy."""
+    clock_interval_seconds: float = 60.0
+    """How often the leader worker ticks the lifecycle's clock (streams/clock.py); 0 turns the
+    timer off, for tests that drive the clock themselves."""
     calendar_dir: Path = REPO_ROOT / "config" / "calendar"
     """Official holiday schedules loaded by operators for years the calendar package lacks."""
 

@@ -27,7 +27,7 @@ from processors.identifiers import resident_id_check_digit, uscc_check_character
 from processors.lists import ListAction, ListEntry, ListName, ListTrigger
 from processors.model import PlateColour, SubjectKind, SubjectRef, vehicle_key
 from processors.policy import Grade
-from processors.snapshot import CreditSnapshot
+from processors.snapshot import CreditSnapshot, Membership
 from sinks.serving_store import (
     Backoff,
     ServingStore,
@@ -102,7 +102,19 @@ def snapshot(
         policy_version=POLICY_VERSION,
         score=score,
         grade=grade,
-        memberships=tuple(entries),
+        memberships=tuple(
+            Membership(
+                e.list_name,
+                e.rule_id,
+                "listed",
+                e.policy_version,
+                e.since,
+                e.reason,
+                e.evidence_event_ids,
+                e.evidence_violation_ids,
+            )
+            for e in entries
+        ),
         violations_in_window=MappingProxyType(counts),
         window_days=365,
         carrier=carrier_of,

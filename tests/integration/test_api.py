@@ -26,6 +26,7 @@ from api.app import create_api_app
 from api.auth import ApiKey, KeyRegistry, RateLimiter, Scope, hash_key
 from api.store import StoreReader
 from ops.services import LocalRedis
+from processors.facts import ReviewFact
 from processors.lists import ListAction
 from processors.model import PlateColour
 from processors.policy import PolicyBook
@@ -90,12 +91,15 @@ def _real_case(as_of: datetime) -> Pipeline:
     """Five confirmed overloads of one truck in a year, with its driver and carrier named: the
     vehicle and the driver are blacklisted by the real rules."""
     today = as_of.date()
-    pipeline = Pipeline(now=as_of)
+    pipeline = Pipeline(now=as_of - timedelta(days=40))  # proposed 40 days ago
     for k in range(5):
         day = (today - timedelta(days=30 * (5 - k))).isoformat()
         pipeline.feed(
             weighing(f"ev-{k}", instant(day), plate=PLATE, driver_id=DRIVER, carrier_uscc=CARRIER)
         )
+    # The clock passes the 10 working days' notice: the entries are published (RULES.md §2).
+    for subject in list(pipeline.files):
+        pipeline.deliver(subject, ReviewFact("tick", as_of - timedelta(minutes=1)))
     return pipeline
 
 
@@ -158,8 +162,8 @@ async def test_a_listed_truck_is_answered_with_its_carrier_and_driver(env: Env) 
     assert subject["known"] is True and subject["listed"] is True
     assert subject["lists"]["blacklist"] == {
         "listed": True,
-        "status": "listed",
-        "rules": [{"rule_id": "overload.vehicle", "status": "listed"}],
+        "status": "published",
+        "rules": [{"rule_id": "overload.vehicle", "status": "published", "disputed": False}],
     }
     assert subject["lists"]["watchlist"]["listed"] is False
     assert subject["grade"] and subject["policy_version"] and subject["as_of"]
