@@ -6,12 +6,14 @@ credit-transport redis start|stop  # the local Redis
 credit-transport create-topics     # every topic of streams/topics.py, idempotently
 credit-transport worker            # the faust stream worker (exactly-once)
 credit-transport tick [--at T]     # tick the lifecycle's clock (the leader worker does it too)
+credit-transport history SUBJECT   # a subject's lifecycle history from the audit topic
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -142,6 +144,20 @@ def _tick(args: argparse.Namespace) -> int:
     return 0
 
 
+def _history(args: argparse.Namespace) -> int:
+    from streams.history import subject_history
+    from streams.topics import AUDIT_RECORDS_TOPIC, prefixed
+
+    settings = Settings()
+    topic = prefixed(AUDIT_RECORDS_TOPIC, settings.topic_prefix).name
+    for record in asyncio.run(
+        subject_history(settings.kafka_bootstrap_servers, topic, args.subject)
+    ):
+        record.pop("subject", None)  # the operator typed it; a driver's would be an ID number
+        print(json.dumps(record, ensure_ascii=False))
+    return 0
+
+
 def _website(args: argparse.Namespace) -> int:
     from website.app import run_website
 
@@ -169,6 +185,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "api": _api,
     "replay-dead-letters": _replay_dead_letters,
     "tick": _tick,
+    "history": _history,
 }
 
 
@@ -206,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
         "tick", help="tick the lifecycle's clock now, or at --at (catch-up, tests)"
     )
     tick.add_argument("--at", help="ISO 8601 instant with a time zone; default: now")
+    history = commands.add_parser(
+        "history", help="a subject's lifecycle history from the audit topic (JSON lines)"
+    )
+    history.add_argument("subject", help="KIND:key, e.g. 'VEHICLE:鲁P12345|YELLOW'")
     return parser
 
 

@@ -9,7 +9,6 @@ timer is off and the test sends ticks (``streams/clock.py``).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -24,7 +23,6 @@ from urllib.parse import quote
 import httpx
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 from api.app import create_api_app
@@ -47,6 +45,7 @@ from processors.model import (
 )
 from sinks.serving_store import ServingStoreLayout, connect_redis
 from streams.clock import tick_once
+from streams.history import subject_history
 from streams.settings import REPO_ROOT
 from tests.conftest import KafkaService, RedisService
 from tests.e2e.test_website_browser import TOKEN, RunningWebsite, website_process
@@ -291,7 +290,7 @@ async def test_a_vehicle_from_first_violation_to_repair_and_removal(
         shown.append("5 repair approved: API not listed; website entry and decision withdrawn")
 
         # 6. The audit topic holds the vehicle's whole history, in order.
-        history = await _audit_history(bootstrap, f"{prefix}audit-records", str(VEHICLE))
+        history = await subject_history(bootstrap, f"{prefix}audit-records", str(VEHICLE))
         expected = [
             ("entry:BLACKLIST:overload.vehicle", "proposed"),
             ("objection:journey-objection", "OPEN"),
@@ -315,27 +314,3 @@ async def test_a_vehicle_from_first_violation_to_repair_and_removal(
 
 async def _async(value: bool) -> bool:
     return value
-
-
-async def _audit_history(bootstrap: str, topic: str, subject: str) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    records: list[dict[str, Any]] = []
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=2000)
-            if not batch:
-                break
-            for messages in batch.values():
-                records += [
-                    json.loads(m.value or b"{}") for m in messages if m.key == subject.encode()
-                ]
-    finally:
-        await consumer.stop()
-    return records  # one key, one partition: in the order written

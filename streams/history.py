@@ -1,0 +1,56 @@
+"""A subject's history from the audit topic: every state change of its list entries,
+objections, repairs and set-aside decisions, oldest first.
+
+    credit-transport history VEHICLE:鲁P12345|YELLOW
+
+The audit topic is keyed by subject, so one subject's records are on one partition, in the order
+the worker committed them; the reader sees committed records only (``read_committed``). A driver's
+key is an ID number: it is taken as the operator gives it and never printed back unmasked.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import murmur2
+
+__all__ = ["subject_history"]
+
+
+async def subject_history(bootstrap_servers: str, topic: str, subject: str) -> list[dict[str, Any]]:
+    """Every audit record of ``subject`` in ``topic``, in commit order."""
+    key = subject.encode()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        partitions = await _partitions(bootstrap_servers, topic)
+        hashed: int = murmur2(key)
+        tp = TopicPartition(topic, (hashed & 0x7FFFFFFF) % len(partitions))
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        records: list[dict[str, Any]] = []
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            for message in batch.get(tp, []):
+                if message.key == key:
+                    records.append(json.loads(message.value or b"{}"))
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(bootstrap_servers: str, topic: str) -> set[int]:
+    # A producer asks the broker for one topic's metadata; a consumer knows only its own topics.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
+    await producer.start()
+    try:
+        return set(await producer.partitions_for(topic))
+    finally:
+        await producer.stop()
