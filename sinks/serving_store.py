@@ -82,7 +82,7 @@ from redis.exceptions import RedisError
 from processors.identifiers import mask_identifier
 from processors.lists import ListName
 from streams.settings import Settings
-from streams.topics import CREDIT_SNAPSHOTS_TOPIC, LIST_TRIGGERS_TOPIC
+from streams.topics import CREDIT_SNAPSHOTS_TOPIC, LIST_TRIGGERS_TOPIC, prefixed
 
 __all__ = [
     "LIST_FIELDS",
@@ -1154,6 +1154,7 @@ async def rebuild(settings: Settings, *, force: bool = False) -> RebuildReport:
             redis,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             metrics=ServingStoreMetrics.create(CollectorRegistry()),
+            snapshots_topic=prefixed(CREDIT_SNAPSHOTS_TOPIC, settings.topic_prefix).name,
             force=force,
         )
     finally:
@@ -1194,8 +1195,10 @@ async def run_serving_store(settings: Settings) -> None:
     store = ServingStore(
         redis,
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=f"{settings.app_id}-serving-store",
+        group_id=f"{settings.topic_prefix}{settings.app_id}-serving-store",
         metrics=ServingStoreMetrics.create(registry),
+        snapshots_topic=prefixed(CREDIT_SNAPSHOTS_TOPIC, settings.topic_prefix).name,
+        triggers_topic=prefixed(LIST_TRIGGERS_TOPIC, settings.topic_prefix).name,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -49,6 +49,7 @@ from streams.eos import (
     write_table,
 )
 from streams.ingest import DeadLetter, SourceRecord, dead_letter_value, disclosure_for, ingest
+from streams.logs import logging_config
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
 from streams.topics import (
@@ -407,7 +408,8 @@ def run_worker(settings: Settings) -> None:
     """Run a worker until it is stopped (SIGTERM or Ctrl-C)."""
     app, _ = create_app(settings)
     log.info("starting worker with settings %s", settings.as_dict())
-    worker = faust.Worker(app, loglevel="info", quiet=True)
+    # faust replaces the root logger's handlers when it starts: hand it the masked JSON ones.
+    worker = faust.Worker(app, loglevel="info", quiet=True, logging_config=logging_config("worker"))
     worker.execute_from_commandline()
 
 

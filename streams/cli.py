@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -189,6 +188,10 @@ SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+SERVICES = frozenset({"worker", "serving-store", "api", "publisher", "website"})
+"""Long-running processes: their logs are JSON lines (streams/logs.py)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="credit-transport", description="Real-time credit system of a transport bureau."
@@ -231,10 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from streams.logs import configure_logging
+
     args = build_parser().parse_args(argv)
+    # Services log JSON lines for the log pipeline; commands people run log masked text.
+    configure_logging(args.command, json=args.command in SERVICES)
     return SUBCOMMANDS[args.command](args)
 
 

@@ -5,17 +5,14 @@ The same as ``credit-transport website``; handy where the console script is not 
 
 from __future__ import annotations
 
-import logging
-
+from streams.logs import configure_logging
 from streams.settings import Settings
 from website.app import run_website
 
 
 def main() -> None:
     """Read the settings once and serve until SIGINT/SIGTERM."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging("website")
     run_website(Settings())
 
 

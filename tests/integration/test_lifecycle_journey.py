@@ -9,6 +9,7 @@ timer is off and the test sends ticks (``streams/clock.py``).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -310,6 +311,11 @@ async def test_a_vehicle_from_first_violation_to_repair_and_removal(
         await redis.aclose()
         stop_worker(publisher)
         stop_worker(worker)
+    # Structured logs, and no personal data in them (the driver's ID number is in every decision).
+    for name in ("worker.log", "publisher.log"):
+        lines = (tmp_path / name).read_text(encoding="utf-8").splitlines()
+        assert lines and all(json.loads(line)["level"] for line in lines if line.startswith("{"))
+        assert not [line for line in lines if DRIVER in line], f"{name} shows an ID number"
 
 
 async def _async(value: bool) -> bool:
