@@ -12,7 +12,9 @@ It prints the median records/s of each and the ratio b/a, and writes the section
 
 Run from the repository root::
 
-    python bench/bench_decode_validate.py [--records 50000] [--rounds 5] [--no-write]
+    python bench/bench_decode_validate.py [--records 50000] [--rounds 5] [--no-write] [--json]
+
+With ``--json`` it also prints one JSON line for ``bench/run_all.py`` (see its docstring).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import io
+import json
 import os
 import platform
 import random
@@ -182,12 +185,35 @@ def write_section(section: str) -> None:
     BENCHMARKS_FILE.write_text(text, encoding="utf-8")
 
 
+def json_summary(median: dict[str, float], ratio: float) -> dict[str, object]:
+    """The machine-readable result: the product path against plain fastavro."""
+    return {
+        "benchmark": "decode_validate",
+        "results": [
+            {
+                "name": "decode → map → validate",
+                "value": median["b"],
+                "unit": "records/s",
+                "baseline": {
+                    "name": "fastavro.schemaless_reader",
+                    "value": median["a"],
+                    "unit": "records/s",
+                },
+                "ratio": ratio,
+                "target": f"ratio ≥ {TARGET_RATIO}",
+                "met": ratio >= TARGET_RATIO,
+            }
+        ],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=50_000, help="payloads per pass")
     parser.add_argument("--rounds", type=int, default=5, help="alternations (at least 3)")
     parser.add_argument("--seed", type=int, default=20250314, help="seed of the records")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--json", action="store_true", help="also print one JSON result line")
     arguments = parser.parse_args()
     records, rounds = arguments.records, max(3, arguments.rounds)
 
@@ -281,6 +307,8 @@ validation adds {micros["b"] - micros["c"]:.1f} µs.
     if not arguments.no_write:
         write_section(section)
         print(f"written to {BENCHMARKS_FILE}")
+    if arguments.json:
+        print(json.dumps(json_summary(median, ratio)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Throughput of the credit rules without Kafka: route + apply over synthetic events.
 
-Run: ``python bench/bench_rules.py [--events 100000] [--vehicles 20000]``
+Run: ``python bench/bench_rules.py [--events 100000] [--vehicles 20000] [--json]``
 
 Prints events per second of
 
@@ -12,11 +12,13 @@ Prints events per second of
 
 and each one's ratio to the baseline. Files live in a dict, as the faust table would hold them
 in memory; serialisation is measured separately (``file_to_dict`` of every touched file).
+With ``--json`` it also prints one JSON line for ``bench/run_all.py`` (see its docstring).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import time
 from collections import deque
@@ -201,17 +203,47 @@ def timed(
     return rate
 
 
+def json_summary(
+    baseline_rate: float, first_hop_rate: float, pipeline_rate: float
+) -> dict[str, object]:
+    """The machine-readable result: both paths against the dict-counter baseline."""
+    reference = {"name": "dict counter update", "value": baseline_rate, "unit": "events/s"}
+    return {
+        "benchmark": "rules",
+        "results": [
+            {
+                "name": name,
+                "value": rate,
+                "unit": "events/s",
+                "baseline": reference,
+                "ratio": rate / baseline_rate,
+                "target": None,
+                "met": None,
+            }
+            for name, rate in (
+                ("route + apply (first hop)", first_hop_rate),
+                ("route + apply + forwards", pipeline_rate),
+            )
+        ],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--vehicles", type=int, default=20_000)
+    parser.add_argument("--json", action="store_true", help="also print one JSON result line")
     args = parser.parse_args()
     book = parse_policy_book(POLICY.read_text(encoding="utf-8"))
     events = synthetic_events(args.events, args.vehicles)
     print(f"{args.events:,} events across {args.vehicles:,} vehicles, best of 3 runs")
     reference = timed("baseline: dict counter update", lambda: baseline(events), len(events), None)
-    timed("route + apply (first hop)", lambda: first_hop(events, book), len(events), reference)
-    timed("route + apply + forwards", lambda: pipeline(events, book), len(events), reference)
+    hop = timed(
+        "route + apply (first hop)", lambda: first_hop(events, book), len(events), reference
+    )
+    whole = timed(
+        "route + apply + forwards", lambda: pipeline(events, book), len(events), reference
+    )
     files = pipeline(events, book)
     timed(
         f"file_to_dict ({len(files):,} files)",
@@ -222,6 +254,8 @@ def main() -> None:
     )
     listed = sum(1 for file in files.values() if file.entries)
     print(f"files: {len(files):,}; with a list entry: {listed:,}")
+    if args.json:
+        print(json.dumps(json_summary(reference, hop, whole)))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ In one run, on a local Apache Kafka started for the purpose (free ports, data in
    the profile); the top functions by cumulative and by own time, time by component.
 
 Prints every figure and writes the section "## Stream worker" of BENCHMARKS.md (replacing an
-earlier one, keeping every other byte of the file).
+earlier one, keeping every other byte of the file); with ``--json``, also one JSON line for
+``bench/run_all.py`` (see its docstring).
 
 Run from the repository root (about 20 minutes on a 2-core machine: the worker is slow)::
 
@@ -1778,6 +1779,37 @@ def describe_settings(env: dict[str, str]) -> str:
     )
 
 
+def json_summary(results: Results) -> dict[str, Any]:
+    """The machine-readable result: the first (default) worker run against the baseline."""
+    base, main = results.base, results.runs[0]
+    rows: list[dict[str, Any]] = [
+        {
+            "name": f"input events fully judged ({main.store} store, default settings)",
+            "value": main.judged_rate,
+            "unit": "events/s",
+            "baseline": {"name": "aiokafka getmany + fastavro", "value": base, "unit": "records/s"},
+            "ratio": main.judged_rate / base,
+            "target": f"≥ {TARGET_EVENTS_PER_SECOND:,} events/s",
+            "met": main.judged_rate >= TARGET_EVENTS_PER_SECOND,
+        }
+    ]
+    if results.latencies:
+        first = results.latencies[0]
+        p99 = percentile(first.latencies, 99)
+        rows.append(
+            {
+                "name": f"send → snapshot p99 at {first.rate:,.0f} events/s",
+                "value": p99 * 1000,
+                "unit": "ms",
+                "baseline": None,
+                "ratio": None,
+                "target": f"< {TARGET_P99_SECONDS * 1000:,.0f} ms",
+                "met": p99 < TARGET_P99_SECONDS,
+            }
+        )
+    return {"benchmark": "worker", "results": rows}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=50_000, help="pre-loaded input events")
@@ -1801,6 +1833,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--json", action="store_true", help="also print one JSON result line")
     parser.add_argument("--save", type=Path, help="also pickle the measurements to this file")
     parser.add_argument(
         "--render-from", type=Path, help="write the section from a --save file; run nothing"
@@ -1813,6 +1846,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not args.no_write:
             write_section(section)
             print(f"written to {BENCHMARKS_FILE}")
+        if args.json:
+            print(json.dumps(json_summary(results)))
         return
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
@@ -1831,6 +1866,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.no_write:
         write_section(section)
         print(f"written to {BENCHMARKS_FILE}")
+    if args.json:
+        print(json.dumps(json_summary(results)))
 
 
 if __name__ == "__main__":
