@@ -108,6 +108,8 @@ def create_app(
     policy_book = parse_policy_book(settings.policy_file.read_text(encoding="utf-8"))
     serde = AvroSerde.with_local_ids(wire_format=WireFormat(settings.wire_format))
     wire_agents(app, settings, metrics, policy_book, serde)
+    app.sensors.add(_TimingSensor(metrics))
+    _time_recoveries(app, metrics)
     return app, metrics
 
 
@@ -212,6 +214,7 @@ def wire_agents(
             metrics.batch_seconds.labels("validate_and_route").observe(
                 time.perf_counter() - started
             )
+            _observe_batch(app, metrics, "validate", events)
 
     def _load_once(loaded: dict[bytes, CreditFile], key: bytes) -> CreditFile:
         file = loaded[key] = _load(subject_to_file, key)
@@ -344,6 +347,56 @@ def wire_agents(
             metrics.batch_seconds.labels("judge_credit_files").observe(
                 time.perf_counter() - started
             )
+            _observe_batch(app, metrics, "judge", events)
+
+
+def _observe_batch(
+    app: ExactlyOnceApp, metrics: WorkerMetrics, stage: str, events: list[Any]
+) -> None:
+    """Latency from each record's timestamp, and the lag left behind the batch per partition."""
+    now = time.time()
+    for event in events:
+        metrics.processing_latency.labels(stage).observe(max(0.0, now - event.message.timestamp))
+    for tp, partition_events in source_partitions(events).items():
+        highwater = app.consumer.highwater(tp)
+        if highwater is not None:
+            last = partition_events[-1].message.offset
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                max(0, highwater - last - 1)
+            )
+
+
+class _TimingSensor(faust.Sensor):
+    """Commit and rebalance durations for Prometheus (faust calls sensors around both)."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def on_commit_initiated(self, consumer: Any) -> Any:
+        return time.perf_counter()
+
+    def on_commit_completed(self, consumer: Any, state: Any) -> None:
+        if isinstance(state, float):
+            self._metrics.commit_seconds.observe(time.perf_counter() - state)
+
+    def on_rebalance_start(self, app: Any) -> dict[str, float]:
+        return {"started": time.perf_counter()}
+
+    def on_rebalance_end(self, app: Any, state: dict[str, float]) -> None:
+        started = (state or {}).get("started")
+        if started is not None:
+            self._metrics.rebalance_seconds.set(time.perf_counter() - started)
+
+
+def _time_recoveries(app: ExactlyOnceApp, metrics: WorkerMetrics) -> None:
+    async def recovered(*args: Any, **kwargs: Any) -> None:
+        recovery = getattr(app.tables, "recovery", None)
+        started = getattr(recovery, "_recovery_started_at", None)
+        if isinstance(started, float):
+            metrics.recovery_seconds.set(time.monotonic() - started)
+
+    app.on_rebalance_complete.connect(recovered)
 
 
 def add_operator_pages(app: ExactlyOnceApp, registry: CollectorRegistry) -> None:

@@ -28,6 +28,9 @@ class WorkerMetrics(NamedTuple):
     not_published: Counter
     lifecycle_transitions: Counter
     clock_ticks: Counter
+    commit_seconds: Histogram
+    rebalance_seconds: Gauge
+    recovery_seconds: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WorkerMetrics:
@@ -53,8 +56,8 @@ class WorkerMetrics(NamedTuple):
             ),
             processing_latency=Histogram(
                 "credit_processing_latency_seconds",
-                "From a record's append to the broker to its outputs being handed to the "
-                "transaction.",
+                "From a record's timestamp (its append, or the upstream's event time) to its "
+                "outputs being handed to the transaction, by stage (validate, judge).",
                 ["stage"],
                 buckets=LATENCY_BUCKETS,
                 registry=registry,
@@ -106,6 +109,22 @@ class WorkerMetrics(NamedTuple):
             clock_ticks=Counter(
                 "credit_clock_ticks",
                 "Lifecycle clock ticks handled (streams/clock.py).",
+                registry=registry,
+            ),
+            commit_seconds=Histogram(
+                "credit_transaction_commit_seconds",
+                "Time to commit the consumed offsets and the transactions they close.",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            rebalance_seconds=Gauge(
+                "credit_rebalance_seconds",
+                "Duration of the last consumer-group rebalance this worker took part in.",
+                registry=registry,
+            ),
+            recovery_seconds=Gauge(
+                "credit_recovery_seconds",
+                "Duration of the last table recovery (changelog replay) after an assignment.",
                 registry=registry,
             ),
         )

@@ -73,6 +73,11 @@ SERIES_EXPECTED = {
         "credit_list_triggers_total",
         "credit_batch_seconds",
         "credit_stale_events_total",
+        "credit_processing_latency_seconds",
+        "credit_consumer_lag_messages",
+        "credit_transaction_commit_seconds",
+        "credit_rebalance_seconds",
+        "credit_recovery_seconds",
     },
     "serving-store": {
         "credit_serving_store_writes_total",
