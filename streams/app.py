@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ from sinks.publisher import load_calendar
 from streams.clock import CLOCK_KEY, due_keys, parse_tick, send_ticks
 from streams.codecs import AvroSerde, WireFormat
 from streams.eos import (
+    BatchOutput,
     ExactlyOnceApp,
     exactly_once_batch,
     sending_for,
@@ -160,8 +161,8 @@ def wire_agents(
 
         app.timer(settings.clock_interval_seconds, on_leader=True)(tick_the_clock)
 
-    async def send(topic: Any, key: bytes, value: bytes, pending: list[Awaitable[Any]]) -> None:
-        pending.append(await topic.send(key=key, value=value))
+    def send(topic: Any, key: bytes, value: bytes, output: BatchOutput) -> None:
+        output.record(topic.get_topic_name(), key, value)
         metrics.events_out.labels(topic.get_topic_name()).inc()
 
     @app.agent(input_topic, name="validate_and_route")
@@ -186,7 +187,7 @@ def wire_agents(
                                 letter = serde.encode(
                                     "DeadLetter", dead_letter_value(record, outcome, now)
                                 )
-                                await send(
+                                send(
                                     dead_letter_topics[message.topic],
                                     message.key or b"",
                                     letter,
@@ -198,14 +199,14 @@ def wire_agents(
                                 metrics.not_published.labels(publication.reason_code).inc()
                             elif publication is not None:
                                 # The outbox: the request commits with the decision it comes from.
-                                await send(
+                                send(
                                     publications_topic,
                                     publication.publication_id.encode(),
                                     _json(request_to_dict(publication)),
                                     pending,
                                 )
                             for subject, fact in outcome.facts:
-                                await send(
+                                send(
                                     facts_topic,
                                     str(subject).encode(),
                                     _json(fact_to_dict(fact)),
@@ -220,7 +221,7 @@ def wire_agents(
         file = loaded[key] = _load(subject_to_file, key)
         return file
 
-    async def emit(key: bytes, outcome: Outcome, pending: list[Awaitable[Any]]) -> None:
+    async def emit(key: bytes, outcome: Outcome, pending: BatchOutput) -> None:
         """Send what applying one fact produced."""
         if outcome.stale:
             metrics.stale_events.inc()
@@ -228,19 +229,19 @@ def wire_agents(
             metrics.list_triggers.labels(
                 trigger.list_name.value, trigger.rule_id, trigger.action.value
             ).inc()
-            await send(triggers_topic, key, _json(to_json(trigger)), pending)
+            send(triggers_topic, key, _json(to_json(trigger)), pending)
         for alert in outcome.alerts:
             metrics.enforcement_alerts.labels(alert.kind.value).inc()
-            await send(alerts_topic, key, _json(to_json(alert)), pending)
+            send(alerts_topic, key, _json(to_json(alert)), pending)
         for subject, forwarded in outcome.forwards:
-            await send(facts_topic, str(subject).encode(), _json(fact_to_dict(forwarded)), pending)
+            send(facts_topic, str(subject).encode(), _json(fact_to_dict(forwarded)), pending)
         for record in outcome.audit:
             metrics.lifecycle_transitions.labels(
                 record.record.split(":", 1)[0], record.to_state
             ).inc()
-            await send(audit_topic, key, _json(to_json(record)), pending)
+            send(audit_topic, key, _json(to_json(record)), pending)
         for request in outcome.publications:
-            await send(
+            send(
                 publications_topic,
                 request.publication_id.encode(),
                 _json(request_to_dict(request)),
@@ -252,7 +253,7 @@ def wire_agents(
         before: CreditFile | None,
         after: CreditFile,
         partition: int,
-        pending: list[Awaitable[Any]],
+        pending: BatchOutput,
     ) -> None:
         """Keep ``subject_due`` in step: the clock finds the files to wake through it."""
         due = next_due(after.lifecycle)
@@ -260,14 +261,14 @@ def wire_agents(
             return
         text = None if due is None else due.isoformat()
         if subject_due.get(key.decode()) != text:
-            await write_table(subject_due, partition, key.decode(), text, pending)
+            write_table(subject_due, partition, key.decode(), text, pending)
 
     async def tick(
         event: faust.EventT[Any],
         partition: int,
         files: dict[bytes, CreditFile],
         loaded: dict[bytes, CreditFile],
-        pending: list[Awaitable[Any]],
+        pending: BatchOutput,
     ) -> None:
         """Wake every file of ``partition`` whose lifecycle is due at the tick's time."""
         try:
@@ -277,9 +278,7 @@ def wire_agents(
             letter = _process_dead_letter(event, exc, now)
             metrics.dead_letters.labels(facts_spec.name, letter.reason_code).inc()
             value = dead_letter_value(_source(event), letter, now)
-            await send(
-                facts_dead_letter_topic, CLOCK_KEY, serde.encode("DeadLetter", value), pending
-            )
+            send(facts_dead_letter_topic, CLOCK_KEY, serde.encode("DeadLetter", value), pending)
             return
         metrics.clock_ticks.inc()
         for subject in due_keys(list(subject_due.items()), partition, partitions, at):
@@ -321,7 +320,7 @@ def wire_agents(
                                     facts_spec.name, letter.reason_code
                                 ).inc()
                                 log.exception("fact for %s dead-lettered", key.decode()[:12])
-                                await send(
+                                send(
                                     facts_dead_letter_topic,
                                     key,
                                     serde.encode(
@@ -334,7 +333,7 @@ def wire_agents(
                             files[key] = outcome.file
                             await emit(key, outcome, pending)
                         for key, file in files.items():
-                            await write_table(
+                            write_table(
                                 subject_to_file,
                                 tp.partition,
                                 key.decode(),
@@ -343,7 +342,7 @@ def wire_agents(
                             )
                             await note_due(key, loaded.get(key), file, tp.partition, pending)
                             view = snapshot(file, policy_book, now)
-                            await send(snapshots_topic, key, _json(to_json(view)), pending)
+                            send(snapshots_topic, key, _json(to_json(view)), pending)
             metrics.batch_seconds.labels("judge_credit_files").observe(
                 time.perf_counter() - started
             )

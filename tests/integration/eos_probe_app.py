@@ -11,6 +11,7 @@ EOS_DATA_DIR.
 
 from __future__ import annotations
 
+import json
 import os
 
 import faust
@@ -57,7 +58,7 @@ key_to_count = app.Table("key_to_count", default=int, partitions=4)
 @app.agent(source_topic)
 async def count_and_forward(stream: faust.StreamT) -> None:
     async for events in stream.take_events(200, within=0.05):
-        async with exactly_once_batch(app, stream, events) as pending:
+        async with exactly_once_batch(app, stream, events) as output:
             for tp, partition_events in source_partitions(events).items():
                 with sending_for(tp):
                     changed: dict[str, int] = {}
@@ -65,13 +66,13 @@ async def count_and_forward(stream: faust.StreamT) -> None:
                         key = event.key
                         count = changed.get(key, key_to_count.get(key, 0)) + 1
                         changed[key] = count
-                        pending.append(
-                            await output_topic.send(
-                                key=str(event.value), value=f"{key}:{count}:{event.value}"
-                            )
+                        output.record(
+                            OUTPUT,
+                            json.dumps(str(event.value)).encode(),
+                            json.dumps(f"{key}:{count}:{event.value}").encode(),
                         )
                     for key, count in changed.items():
-                        await write_table(key_to_count, tp.partition, key, count, pending)
+                        write_table(key_to_count, tp.partition, key, count, output)
 
 
 if __name__ == "__main__":
