@@ -259,6 +259,8 @@ def _run_lifecycle(
     outcome: Outcome, book: PolicyBook, now: datetime, calendar: WorkdayCalendar
 ) -> Outcome:
     file = outcome.file
+    if not (file.entries or file.entry_records or file.objections):
+        return outcome  # most files: nothing listed, nothing disputed
     step = reconcile(
         file.subject, file.lifecycle, file.entries, lifecycle_time(file, now), book, calendar
     )

@@ -19,7 +19,6 @@ is the pure rule, not a table write (ANCHORS.md §D: ~125 µs per faust table wr
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import orjson
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
@@ -217,8 +217,11 @@ def wire_agents(
             )
             _observe_batch(app, metrics, "validate", events)
 
+    decoded = _DecodedFiles(settings.decoded_files_kept)
+
     def _load_once(loaded: dict[bytes, CreditFile], key: bytes) -> CreditFile:
-        file = loaded[key] = _load(subject_to_file, key)
+        file = decoded.get(key, app.consumer_generation_id) or _load(subject_to_file, key)
+        loaded[key] = file
         return file
 
     async def emit(key: bytes, outcome: Outcome, pending: BatchOutput) -> None:
@@ -311,7 +314,7 @@ def wire_agents(
                             file = files.get(key) or _load_once(loaded, key)
                             try:
                                 fact: Fact = fact_from_dict(
-                                    json.loads(event.message.value or b"null")
+                                    orjson.loads(event.message.value or b"null")
                                 )
                                 outcome = apply(file, fact, policy_book, now, calendar)
                             except Exception as exc:
@@ -340,6 +343,7 @@ def wire_agents(
                                 file_to_dict(file),
                                 pending,
                             )
+                            decoded.put(key, file, app.consumer_generation_id)
                             await note_due(key, loaded.get(key), file, tp.partition, pending)
                             view = snapshot(file, policy_book, now)
                             send(snapshots_topic, key, _json(to_json(view)), pending)
@@ -453,7 +457,38 @@ def _load(table: Any, key: bytes) -> CreditFile:
 
 
 def _json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return orjson.dumps(value)  # JSON-safe values only: the same text as json.dumps, faster
+
+
+class _DecodedFiles:
+    """Credit files as objects, as the worker last wrote them: skips decoding the table's dict.
+
+    Valid only for the consumer generation it was filled in: a rebalance may hand a partition
+    to another worker and back, so a new generation starts empty. Bounded: the oldest entries
+    go first.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._files: dict[bytes, CreditFile] = {}
+        self._generation: object = None
+
+    def get(self, key: bytes, generation: object) -> CreditFile | None:
+        if generation != self._generation:
+            self._files.clear()
+            self._generation = generation
+            return None
+        return self._files.get(key)
+
+    def put(self, key: bytes, file: CreditFile, generation: object) -> None:
+        if generation != self._generation:
+            self._files.clear()
+            self._generation = generation
+        files = self._files
+        files.pop(key, None)
+        files[key] = file
+        if len(files) > self._limit:
+            del files[next(iter(files))]
 
 
 def run_worker(settings: Settings) -> None:

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
 
     policy_file: Path = REPO_ROOT / "config" / "policy.yaml"
     """The versioned credit policy."""
+    decoded_files_kept: int = 50_000
+    """Credit files a worker keeps decoded in memory between batches (most recent first)."""
     clock_interval_seconds: float = 60.0
     """How often the leader worker ticks the lifecycle's clock (streams/clock.py); 0 turns the
     timer off, for tests that drive the clock themselves."""
