@@ -42,15 +42,19 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import faust
+from aiokafka.errors import ProducerFenced
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
+
+log = logging.getLogger(__name__)
 
 SOURCE_PARTITION: contextvars.ContextVar[TP | None] = contextvars.ContextVar(
     "credit_transport_source_partition", default=None
@@ -91,11 +95,46 @@ class SourcePartitionTransactionManager(TransactionManager):
         )
 
     async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        """Commit each source partition's transaction with its offsets, all at once.
+
+        faust commits the transactions one after another, each with three round trips to the
+        broker (offsets to the transaction, the offset commit, the end of the transaction),
+        under the batch lock: with eight partitions no batch ran for most of every commit.
+        The transactions are independent, so they commit concurrently; a fenced producer
+        still stops the worker, as in faust.
+        """
+        by_transaction: dict[str, dict[TP, int]] = {}
+        for tp, offset in offsets.items():
+            by_transaction.setdefault(self._transactional_id_of(tp), {})[tp] = offset
         # faust's shutdown commits twice with start_new_transaction=False; the second found no
         # open transaction, raised IllegalOperation, and could leave the worker hanging on stop.
-        for transactional_id in {self._transactional_id_of(tp) for tp in offsets}:
+        for transactional_id in by_transaction:
             await self._ensure_in_transaction(transactional_id)
-        return bool(await super().commit(offsets, start_new_transaction=start_new_transaction))
+        try:
+            await asyncio.gather(
+                *(
+                    self._commit_transaction(transactional_id, tp_offsets, start_new_transaction)
+                    for transactional_id, tp_offsets in by_transaction.items()
+                )
+            )
+        except ProducerFenced as fenced:
+            log.warning("producer fenced: %s", fenced)
+            await self.app.crash(fenced)
+        return True
+
+    async def _commit_transaction(
+        self, transactional_id: str, offsets: dict[TP, int], start_new_transaction: bool
+    ) -> None:
+        producer: Any = self.producer
+        async with producer._trn_locks[transactional_id]:
+            client = producer._transaction_producers.get(transactional_id)
+            if client is None:
+                log.warning("commit for unknown transaction %s", transactional_id)
+                return
+            await client.send_offsets_to_transaction(offsets, self.app.conf.id)
+            await client.commit_transaction()
+            if start_new_transaction:
+                await client.begin_transaction()
 
     def _transactional_id_of(self, tp: TP) -> str:
         group = self.app.assignor.group_for_topic(tp.topic)
