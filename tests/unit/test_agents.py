@@ -1,0 +1,233 @@
+"""The faust agents with ``test_context()``: thin shells that decode, apply the rules and send.
+
+No broker: the app is the worker's own (``wire_agents``), with at-least-once processing so that
+batches go to a recording producer instead of Kafka transactions (exactly-once is tested on the
+real broker in tests/integration). Records are put on the agents' channels as they would arrive
+from their topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from time import time
+from typing import Any
+
+import pytest
+from faust.types import Message
+from prometheus_client import CollectorRegistry
+
+from processors.fact_codec import fact_to_dict
+from processors.model import InputEvent, PenaltyDecision
+from processors.policy import parse_policy_book
+from processors.routing import route
+from streams.app import wire_agents
+from streams.clock import CLOCK_KEY, key_partition, tick_value
+from streams.codecs import AvroSerde
+from streams.eos import ExactlyOnceApp
+from streams.mapping import from_domain, record_name_of
+from streams.metrics import WorkerMetrics
+from streams.settings import REPO_ROOT, Settings
+from streams.topics import CREDIT_FACTS_TOPIC
+from tests.integration.serving_helpers import resident_id, uscc
+from tests.unit.credit_support import penalty, weighing
+
+PLATE = "鲁P60606"
+DRIVER, CARRIER, AUTHORITY = resident_id(606), uscc(606), uscc(1)
+BOOK = parse_policy_book((REPO_ROOT / "config" / "policy.yaml").read_text(encoding="utf-8"))
+
+
+@dataclass
+class RecordingProducer:
+    """Stands in for faust's producer: keeps what a batch sends, acknowledges it at once."""
+
+    records: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, *_: Any) -> Any:
+        self.records.append((topic, key, value))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def maybe_start(self) -> None:
+        return None
+
+    def on(self, topic: str) -> list[tuple[bytes | None, Any]]:
+        """Keys and decoded JSON values sent to ``topic``."""
+        return [
+            (key, json.loads(value) if value and value[:1] in b"{[" else value)
+            for name, key, value in self.records
+            if name == topic
+        ]
+
+
+@dataclass
+class Worker:
+    app: ExactlyOnceApp
+    producer: RecordingProducer
+    serde: AvroSerde
+
+
+@pytest.fixture
+async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
+    app = ExactlyOnceApp(
+        "agents-test",
+        broker="kafka://127.0.0.1:1",  # never connected
+        store="memory://",
+        processing_guarantee="at_least_once",
+        datadir=str(tmp_path),
+    )
+    serde = AvroSerde.with_local_ids()
+    settings = Settings(clock_interval_seconds=0, topic_prefix="")
+    wire_agents(app, settings, WorkerMetrics.create(CollectorRegistry()), BOOK, serde)
+    producer = RecordingProducer()
+    app.producer = producer
+    yield Worker(app, producer, serde)
+    # faust made a consumer (never started) whose thread owns an event loop: close it.
+    thread = getattr(getattr(app, "_consumer", None), "_thread", None)
+    loop = getattr(thread, "thread_loop", None)
+    if loop is not None and not loop.is_closed():
+        loop.close()
+
+
+async def _put(
+    test: Any, topic: str, key: bytes, value: bytes, offset: int, partition: int = 0
+) -> None:
+    message = Message(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=time(),
+        timestamp_type=0,
+        headers=[],
+        key=key,
+        value=value,
+        checksum=b"",
+        serialized_key_size=len(key),
+        serialized_value_size=len(value),
+        # A record of another consumer generation would be dropped as stale.
+        generation_id=test.app.consumer_generation_id,
+    )
+    channel = test.stream().channel
+    await channel.put(await channel.decode(message))
+
+
+async def _until(check: Any, what: str) -> None:
+    for _ in range(200):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{what}: not seen")
+
+
+def _valid(event: PenaltyDecision) -> PenaltyDecision:
+    return replace(event, authority_code=AUTHORITY)
+
+
+def _penalties(n: int) -> list[PenaltyDecision]:
+    days = ["2026-05-06", "2026-06-10", "2026-07-15", "2026-08-19", "2026-09-02"][:n]
+    return [
+        _valid(
+            penalty(f"agent-p{k}", day, plate=PLATE, subject_id_number=DRIVER, carrier_uscc=CARRIER)
+        )
+        for k, day in enumerate(days, 1)
+    ]
+
+
+def _avro(serde: AvroSerde, event: InputEvent) -> bytes:
+    return serde.encode(record_name_of(event), from_domain(event))
+
+
+async def test_validate_and_route_sends_facts_publications_and_dead_letters(
+    worker: Worker,
+) -> None:
+    detection = replace(
+        weighing("agent-w1", datetime.now(UTC) - timedelta(hours=1), plate=PLATE),
+        carrier_uscc=CARRIER,
+        driver_id_number=DRIVER,
+    )
+    (decision,) = _penalties(1)
+    async with worker.app.agents["validate_and_route"].test_context() as test:
+        await _put(test, "overload-detections", PLATE.encode(), _avro(worker.serde, detection), 0)
+        await _put(test, "penalty-decisions", b"p", _avro(worker.serde, decision), 0)
+        await _put(test, "overload-detections", PLATE.encode(), b"\x07not avro", 1)
+        await _until(lambda: worker.producer.on("overload-detections.dead-letter"), "dead letter")
+        await _until(lambda: worker.producer.on("publication-requests"), "publication")
+    facts = worker.producer.on("credit-facts")
+    assert {key for key, _ in facts} == {f"VEHICLE:{PLATE}|YELLOW".encode()}
+    assert sorted(value["type"] for _, value in facts) == ["DetectionFact", "PenaltyFact"]
+    ((_, request),) = worker.producer.on("publication-requests")
+    assert request["action"] == "PUBLISH" and DRIVER not in json.dumps(request)
+    ((_, letter),) = worker.producer.on("overload-detections.dead-letter")
+    assert worker.serde.decode(letter).value["reason_code"] == "UNKNOWN_MAGIC_BYTE"
+
+
+async def test_judge_lists_the_vehicle_and_keeps_its_file(worker: Worker) -> None:
+    routed = [pair for event in _penalties(4) for pair in route(event)]
+    async with worker.app.agents["judge_credit_files"].test_context() as test:
+        for offset, (subject, fact) in enumerate(routed):
+            value = json.dumps(fact_to_dict(fact)).encode()
+            await _put(test, "credit-facts", str(subject).encode(), value, offset)
+        await _until(lambda: worker.producer.on("list-triggers"), "a trigger")
+        await _until(lambda: len(worker.producer.on("credit-snapshots")) >= 1, "a snapshot")
+    vehicle = f"VEHICLE:{PLATE}|YELLOW"
+    triggers = [value for key, value in worker.producer.on("list-triggers")]
+    assert [(t["action"], t["list_name"], t["subject"]) for t in triggers] == [
+        ("ADD", "BLACKLIST", vehicle)
+    ]
+    audit = [value for _, value in worker.producer.on("audit-records")]
+    assert [(a["record"], a["to_state"]) for a in audit] == [
+        ("entry:BLACKLIST:overload.vehicle", "proposed")
+    ]
+    forwarded = {key for key, _ in worker.producer.on("credit-facts")}
+    assert f"DRIVER:{DRIVER}".encode() in forwarded, "violations go on to the driver's file"
+    stored = worker.app.tables["subject_to_file"].data[vehicle]
+    assert len(stored["penalties"]) == 4 and "BLACKLIST:overload.vehicle" in stored["entries"]
+    due = worker.app.tables["subject_due"].data[vehicle]
+    assert datetime.fromisoformat(due) > datetime.now(UTC), "the notice's end is due"
+    snapshot = dict(worker.producer.on("credit-snapshots"))[vehicle.encode()]
+    assert snapshot["memberships"][0]["status"] == "proposed"
+
+
+async def test_a_bad_fact_is_dead_lettered_and_the_next_one_judged(worker: Worker) -> None:
+    ((subject, fact),) = route(_penalties(1)[0])
+    async with worker.app.agents["judge_credit_files"].test_context() as test:
+        await _put(test, "credit-facts", b"VEHICLE:x|YELLOW", b'{"type":"Nope"}', 0)
+        await _put(
+            test, "credit-facts", str(subject).encode(), json.dumps(fact_to_dict(fact)).encode(), 1
+        )
+        await _until(lambda: worker.producer.on("credit-snapshots"), "the good fact judged")
+    ((key, letter),) = worker.producer.on("credit-facts.dead-letter")
+    assert key == b"VEHICLE:x|YELLOW"
+    assert worker.serde.decode(letter).value["reason_code"] == "PROCESSING_FAILED"
+
+
+async def test_a_clock_tick_publishes_an_entry_whose_notice_is_over(worker: Worker) -> None:
+    routed = [pair for event in _penalties(4) for pair in route(event)]
+    async with worker.app.agents["judge_credit_files"].test_context() as test:
+        for offset, (subject, fact) in enumerate(routed):
+            value = json.dumps(fact_to_dict(fact)).encode()
+            await _put(test, "credit-facts", str(subject).encode(), value, offset)
+        await _until(lambda: worker.producer.on("list-triggers"), "the proposal")
+        vehicle = f"VEHICLE:{PLATE}|YELLOW"
+        due = datetime.fromisoformat(worker.app.tables["subject_due"].data[vehicle])
+        # A tick wakes the due files of its own partition only: the vehicle's.
+        partition = key_partition(vehicle.encode(), CREDIT_FACTS_TOPIC.partitions)
+        tick = tick_value(due + timedelta(hours=1))
+        await _put(test, "credit-facts", CLOCK_KEY, tick, 0, partition)
+        await _until(
+            lambda: any(
+                v.get("kind") == "blacklist" for _, v in worker.producer.on("publication-requests")
+            ),
+            "the entry's publication",
+        )
+    published = [
+        v for _, v in worker.producer.on("publication-requests") if v["kind"] == "blacklist"
+    ]
+    assert [(p["action"], p["plate"]) for p in published] == [("PUBLISH", PLATE)]
+    audit = [(a["record"], a["to_state"]) for _, a in worker.producer.on("audit-records")]
+    assert audit[-1] == ("entry:BLACKLIST:overload.vehicle", "published")
