@@ -226,9 +226,34 @@ async def ensure_topics(
             await asyncio.sleep(RETRY_SECONDS if failures else METADATA_SETTLE_SECONDS)
         existing = [spec for spec in specs if spec.name not in created]
         drift = await _existing_drift(admin, existing)
+        await _wait_for_leaders(admin, created, deadline)
     finally:
         await admin.close()
     return Outcome(tuple(created), tuple(spec.name for spec in existing), drift)
+
+
+async def _wait_for_leaders(admin: Any, names: Sequence[str], deadline: float) -> None:
+    """Until every partition of the new topics has a leader: a client that starts at once would
+    otherwise log NotLeaderForPartition errors while the controller elects them."""
+    loop = asyncio.get_running_loop()
+    waiting = list(names)
+    while waiting and loop.time() < deadline:
+        try:
+            described = await admin.describe_topics(waiting)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            described = []
+        led = {
+            topic["topic"]
+            for topic in described
+            if topic.get("error_code", 0) == 0
+            and topic.get("partitions")
+            and all(partition.get("leader", -1) >= 0 for partition in topic["partitions"])
+        }
+        waiting = [name for name in waiting if name not in led]
+        if waiting:
+            await asyncio.sleep(METADATA_SETTLE_SECONDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
