@@ -6,6 +6,7 @@ from typing import Any
 
 from api.queries import MAX_BATCH
 from processors.model import PlateColour
+from sinks.serving_store import NOT_LISTED, STATUS_PRECEDENCE
 
 __all__ = ["openapi_document"]
 
@@ -74,8 +75,10 @@ def _list_status() -> dict[str, Any]:
             "listed": {"type": "boolean"},
             "status": {
                 "type": "string",
-                "description": "published, listed, proposed, withdrawn or not_listed: the "
-                "lifecycle status when the snapshot carries one, else listed.",
+                "enum": [*STATUS_PRECEDENCE, NOT_LISTED],
+                "description": "The list's status: the first of its rules' statuses in the "
+                "order of the enum (docs/lifecycle.md). listed is true only for published and "
+                "listed: a proposed blacklisting (10 working days' notice) is not yet in force.",
             },
             "rules": {"type": "array", "items": _ref("Rule")},
         },
@@ -217,7 +220,27 @@ def openapi_document() -> dict[str, Any]:
                     "required": ["rule_id", "status"],
                     "properties": {
                         "rule_id": {"type": "string", "examples": ["overload.vehicle"]},
-                        "status": {"type": "string"},
+                        "status": {"type": "string", "enum": list(STATUS_PRECEDENCE)},
+                        "disputed": {
+                            "type": "boolean",
+                            "description": "an objection (异议) against it is open",
+                        },
+                        "notice_ends": {
+                            "type": ["string", "null"],
+                            "format": "date",
+                            "description": "evidence scope: last day of the pre-publication "
+                            "notice (proposed blacklist entries)",
+                        },
+                        "published_on": {
+                            "type": ["string", "null"],
+                            "format": "date",
+                            "description": "evidence scope: first day on the credit website",
+                        },
+                        "public_until": {
+                            "type": ["string", "null"],
+                            "format": "date",
+                            "description": "evidence scope: last day on the credit website",
+                        },
                         "policy_version": {"type": "string", "description": "evidence scope"},
                         "since": {"type": "string", "description": "evidence scope"},
                         "reason": {"type": "string", "description": "evidence scope"},

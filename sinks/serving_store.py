@@ -87,6 +87,7 @@ from streams.topics import CREDIT_SNAPSHOTS_TOPIC, LIST_TRIGGERS_TOPIC, prefixed
 __all__ = [
     "LIST_FIELDS",
     "NOT_LISTED",
+    "STATUS_PRECEDENCE",
     "Backoff",
     "BatchOutcome",
     "RebuildRefusedError",
@@ -123,8 +124,7 @@ LIST_FIELDS: Mapping[ListName, str] = {
 # A rule's lifecycle status, when the snapshot carries one (proposed, published, withdrawn);
 # an entry without one stands, and reads "listed". Which statuses put a subject on the list:
 _LISTED_STATUSES = frozenset({"listed", "published"})
-# How a list's status is chosen from its rules' statuses: the first one present wins.
-_STATUS_PRECEDENCE = ("published", "listed", "proposed", "withdrawn", "removed", "cancelled")
+STATUS_PRECEDENCE = ("published", "listed", "proposed", "withdrawn", "removed", "cancelled")
 NOT_LISTED = "not_listed"
 
 
@@ -310,7 +310,7 @@ def stored_subject(value: Mapping[str, Any], key: str | None = None) -> StoredSu
         rules = rules_by_list[list_field]
         statuses = {rule["status"] for rule in rules}
         listed = bool(statuses & _LISTED_STATUSES)
-        status = next((s for s in _STATUS_PRECEDENCE if s in statuses), NOT_LISTED)
+        status = next((s for s in STATUS_PRECEDENCE if s in statuses), NOT_LISTED)
         if listed:
             on.append(list_name.value)
         full_lists[list_field] = {"listed": listed, "status": status, "rules": rules}
