@@ -125,6 +125,7 @@ LIST_FIELDS: Mapping[ListName, str] = {
 # an entry without one stands, and reads "listed". Which statuses put a subject on the list:
 _LISTED_STATUSES = frozenset({"listed", "published"})
 STATUS_PRECEDENCE = ("published", "listed", "proposed", "withdrawn", "removed", "cancelled")
+"""How a list's status is chosen from its rules' statuses: the first one present wins."""
 NOT_LISTED = "not_listed"
 
 
