@@ -87,6 +87,7 @@ __all__ = [
     "next_due",
     "on_objection",
     "on_repair",
+    "public_reason",
     "reconcile",
     "set_aside",
 ]
@@ -414,6 +415,42 @@ def _shown_code(subject: SubjectRef) -> str:
     return subject.key
 
 
+def public_reason(rule_id: str, policy: Policy) -> str:
+    """Why the subject is listed, in Chinese for the public page, with the policy's numbers.
+
+    The rule's own ``reason`` (English, with the counts) stays in the back end and the API.
+    """
+    rules = policy.overload_blacklist
+    window = "1年内" if rules.window_days == 365 else f"{rules.window_days}日内"
+    article = "（《公路安全保护条例》第六十六条）"
+    match rule_id:
+        case "overload.vehicle":
+            return f"货运车辆{window}违法超限运输超过{rules.vehicle_violations_gt}次{article}"
+        case "overload.driver":
+            return f"货运车辆驾驶人{window}违法超限运输超过{rules.driver_violations_gt}次{article}"
+        case "overload.carrier_fleet_ratio":
+            percent = ((rules.carrier_overloading_vehicle_ratio_gt or 0) * 100).normalize()
+            ordered = "并被责令停业整顿" if rules.carrier_requires_suspension_order else ""
+            return (
+                f"道路运输企业{window}违法超限运输的货运车辆超过本单位货运车辆总数"
+                f"{percent:f}%{ordered}{article}"
+            )
+        case "overload.instigator_fine":
+            fine = (rules.instigator_fine_yuan_gte or 0) / 10_000
+            return f"指使、强令车辆驾驶人超限运输货物，被处{fine:g}万元以上罚款"
+        case "overload.instigator_repeat":
+            return (
+                f"指使、强令车辆驾驶人超限运输货物，{window}被处罚"
+                f"{rules.instigator_penalties_in_window_gte}次以上"
+            )
+        case "overload.gross_overweight":
+            return "货运车辆车货总质量严重超过限定标准"
+        case "red_list.clean_top_grade":
+            return f"信用等级{policy.red_list.min_grade.value}级且无失信记录（守信激励）"
+        case _:
+            return "严重违法失信超限超载运输"
+
+
 _SHOWN_NAMES: Mapping[SubjectKind, str] = {
     SubjectKind.VEHICLE: "货运车辆",
     SubjectKind.DRIVER: "货运车辆驾驶人",
@@ -629,7 +666,11 @@ class _Work:
             deadline=due.due,
             deadline_provisional=due.provisional,
             source_event_id=record.evidence_event_ids[-1] if record.evidence_event_ids else "",
-            fields={"reason": record.reason, "rule_id": record.rule_id} if publish else {},
+            fields=(
+                {"reason": public_reason(record.rule_id, self.policy), "rule_id": record.rule_id}
+                if publish
+                else {}
+            ),
             subject_name=_SHOWN_NAMES[self.subject.kind] if publish else "",
             subject_code=_shown_code(self.subject) if publish else "",
             plate=_shown_code(self.subject) if self.subject.kind is SubjectKind.VEHICLE else None,

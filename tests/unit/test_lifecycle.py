@@ -152,6 +152,11 @@ def test_publication_lasts_two_years_then_the_entry_is_withdrawn_and_kept() -> N
     ]
     assert published.action is PublicationAction.PUBLISH
     assert published.publication_end == date(2028, 12, 10)
+    # The public page is in Chinese; the rule's English reason stays in the back end.
+    assert (
+        published.fields["reason"]
+        == "货运车辆1年内违法超限运输超过3次（《公路安全保护条例》第六十六条）"
+    )
     assert stage(tick(pipeline, "2028-12-10")) is EntryStage.PUBLISHED
     tick(pipeline, "2028-12-11")
     assert stage(pipeline) is EntryStage.WITHDRAWN
