@@ -246,7 +246,10 @@ async def test_a_vehicle_from_first_violation_to_repair_and_removal(
         assert (await blacklist())["status"] == "proposed", "the notice is not over yet"
         shown.append("3 objection rejected: API proposed, no longer disputed")
 
-        # 4. The clock passes the notice: published on the website, in force for the police.
+        # 4. The worker restarts (its due table comes back from the changelog), then the clock
+        # passes the notice: published on the website, in force for the police.
+        stop_worker(worker)
+        worker = start_worker(bootstrap, unique_name, prefix, tmp_path, name="worker-restarted")
         await tick_once(bootstrap, f"{prefix}credit-facts", PUBLISH_TICK)
 
         async def published() -> bool:
@@ -259,7 +262,10 @@ async def test_a_vehicle_from_first_violation_to_repair_and_removal(
         )
         page = httpx.get(f"{website_process.url}/blacklist", timeout=5).text
         assert PLATE in page
-        shown.append("4 notice over: API published, listed; website /blacklist shows the plate")
+        shown.append(
+            "4 worker restarted, clock past the notice: API published, listed; "
+            "website /blacklist shows the plate"
+        )
 
         # 5. Credit repair of the first decision (3 months of publication are over): removed.
         repair = RepairApplication(
@@ -312,7 +318,7 @@ async def test_a_vehicle_from_first_violation_to_repair_and_removal(
         stop_worker(publisher)
         stop_worker(worker)
     # Structured logs, and no personal data in them (the driver's ID number is in every decision).
-    for name in ("worker.log", "publisher.log"):
+    for name in ("worker.log", "worker-restarted.log", "publisher.log"):
         lines = (tmp_path / name).read_text(encoding="utf-8").splitlines()
         assert lines and all(json.loads(line)["level"] for line in lines if line.startswith("{"))
         assert not [line for line in lines if DRIVER in line], f"{name} shows an ID number"
