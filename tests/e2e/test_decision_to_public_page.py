@@ -3,16 +3,12 @@ website — worker (outbox) → publisher → website — checked in headless Ch
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from ops.services import free_port
 from ops.simulator import Simulation, Simulator
 from processors.disclosure import PublicationRequest
 from processors.model import InputEvent, PenaltyDecision
@@ -29,7 +25,12 @@ from tests.e2e.test_website_browser import (
     chromium_binary,
     website_process,
 )
-from tests.integration.pipeline_support import send_events, start_worker, stop_worker
+from tests.integration.pipeline_support import (
+    send_events,
+    start_publisher,
+    start_worker,
+    stop_worker,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -57,25 +58,10 @@ async def test_a_penalty_decision_on_kafka_is_visible_on_the_public_page(
     started = time.monotonic()
     await send_events(bootstrap, prefix, events)
 
-    env = {
-        **os.environ,
-        "CREDIT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "CREDIT_TOPIC_PREFIX": prefix,
-        "CREDIT_APP_ID": unique_name,
-        "CREDIT_WEBSITE_URL": website_process.url,
-        "CREDIT_WEBSITE_API_TOKEN": TOKEN,
-        "CREDIT_PUBLISHER_METRICS_PORT": str(free_port()),
-        "CREDIT_BIND_HOST": "127.0.0.1",
-    }
     worker = start_worker(bootstrap, unique_name, prefix, tmp_path)
-    with (tmp_path / "publisher.log").open("ab") as log:
-        publisher = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "publisher"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    publisher = start_publisher(
+        bootstrap, unique_name, prefix, tmp_path, website_process.url, TOKEN
+    )
     try:
         api = f"{website_process.url}/api/v1/publications/{request.publication_id}"
         deadline = time.monotonic() + 90

@@ -89,6 +89,30 @@ def start_worker(
         )
 
 
+def start_publisher(
+    bootstrap: str, app_id: str, prefix: str, folder: Path, website_url: str, token: str
+) -> subprocess.Popen[bytes]:
+    """A real publisher process delivering the outbox of ``prefix`` to the website."""
+    env = {
+        **os.environ,
+        "CREDIT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CREDIT_TOPIC_PREFIX": prefix,
+        "CREDIT_APP_ID": app_id,
+        "CREDIT_WEBSITE_URL": website_url,
+        "CREDIT_WEBSITE_API_TOKEN": token,
+        "CREDIT_PUBLISHER_METRICS_PORT": str(free_port()),
+        "CREDIT_BIND_HOST": "127.0.0.1",
+    }
+    with (folder / "publisher.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "publisher"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:
     """SIGTERM and wait; SIGKILL if it does not stop."""
     if worker.poll() is not None:

@@ -10,9 +10,6 @@ timer is off and the test sends ticks (``streams/clock.py``).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -29,7 +26,6 @@ from prometheus_client import CollectorRegistry
 from api.app import create_api_app
 from api.auth import ApiKey, KeyRegistry, Scope, hash_key
 from api.store import StoreReader
-from ops.services import free_port
 from processors.disclosure import publication_id_for
 from processors.lifecycle import list_publication_id
 from processors.lists import ListName
@@ -47,10 +43,14 @@ from processors.model import (
 from sinks.serving_store import ServingStoreLayout, connect_redis
 from streams.clock import tick_once
 from streams.history import subject_history
-from streams.settings import REPO_ROOT
 from tests.conftest import KafkaService, RedisService
 from tests.e2e.test_website_browser import TOKEN, RunningWebsite, website_process
-from tests.integration.pipeline_support import send_events, start_worker, stop_worker
+from tests.integration.pipeline_support import (
+    send_events,
+    start_publisher,
+    start_worker,
+    stop_worker,
+)
 from tests.integration.serving_helpers import Topics, eventually, resident_id, start_sink, uscc
 from tests.unit.credit_support import penalty
 
@@ -126,24 +126,9 @@ async def test_a_vehicle_from_first_violation_to_repair_and_removal(
     await send_events(bootstrap, prefix, [first])  # creates the topics too
 
     worker = start_worker(bootstrap, unique_name, prefix, tmp_path)
-    publisher_env = {
-        **os.environ,
-        "CREDIT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "CREDIT_TOPIC_PREFIX": prefix,
-        "CREDIT_APP_ID": unique_name,
-        "CREDIT_WEBSITE_URL": website_process.url,
-        "CREDIT_WEBSITE_API_TOKEN": TOKEN,
-        "CREDIT_PUBLISHER_METRICS_PORT": str(free_port()),
-        "CREDIT_BIND_HOST": "127.0.0.1",
-    }
-    with (tmp_path / "publisher.log").open("ab") as log:
-        publisher = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "publisher"],
-            cwd=REPO_ROOT,
-            env=publisher_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    publisher = start_publisher(
+        bootstrap, unique_name, prefix, tmp_path, website_process.url, TOKEN
+    )
     redis = connect_redis(redis_service.url)
     layout = ServingStoreLayout(prefix=f"journey-{uuid.uuid4().hex[:8]}:")
     topics = Topics(f"{prefix}credit-snapshots", f"{prefix}list-triggers", 6)

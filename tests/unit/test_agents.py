@@ -138,6 +138,14 @@ def _penalties(n: int) -> list[PenaltyDecision]:
     ]
 
 
+async def _put_facts(test: Any, events: list[PenaltyDecision]) -> None:
+    """The facts the first hop makes of ``events``, on credit-facts keyed by subject."""
+    routed = [pair for event in events for pair in route(event)]
+    for offset, (subject, fact) in enumerate(routed):
+        value = json.dumps(fact_to_dict(fact)).encode()
+        await _put(test, "credit-facts", str(subject).encode(), value, offset)
+
+
 def _avro(serde: AvroSerde, event: InputEvent) -> bytes:
     return serde.encode(record_name_of(event), from_domain(event))
 
@@ -167,11 +175,8 @@ async def test_validate_and_route_sends_facts_publications_and_dead_letters(
 
 
 async def test_judge_lists_the_vehicle_and_keeps_its_file(worker: Worker) -> None:
-    routed = [pair for event in _penalties(4) for pair in route(event)]
     async with worker.app.agents["judge_credit_files"].test_context() as test:
-        for offset, (subject, fact) in enumerate(routed):
-            value = json.dumps(fact_to_dict(fact)).encode()
-            await _put(test, "credit-facts", str(subject).encode(), value, offset)
+        await _put_facts(test, _penalties(4))
         await _until(lambda: worker.producer.on("list-triggers"), "a trigger")
         await _until(lambda: len(worker.producer.on("credit-snapshots")) >= 1, "a snapshot")
     vehicle = f"VEHICLE:{PLATE}|YELLOW"
@@ -207,11 +212,8 @@ async def test_a_bad_fact_is_dead_lettered_and_the_next_one_judged(worker: Worke
 
 
 async def test_a_clock_tick_publishes_an_entry_whose_notice_is_over(worker: Worker) -> None:
-    routed = [pair for event in _penalties(4) for pair in route(event)]
     async with worker.app.agents["judge_credit_files"].test_context() as test:
-        for offset, (subject, fact) in enumerate(routed):
-            value = json.dumps(fact_to_dict(fact)).encode()
-            await _put(test, "credit-facts", str(subject).encode(), value, offset)
+        await _put_facts(test, _penalties(4))
         await _until(lambda: worker.producer.on("list-triggers"), "the proposal")
         vehicle = f"VEHICLE:{PLATE}|YELLOW"
         due = datetime.fromisoformat(worker.app.tables["subject_due"].data[vehicle])
