@@ -55,6 +55,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from types import MappingProxyType
 
 from processors.disclosure import (
@@ -429,14 +430,14 @@ def public_reason(rule_id: str, policy: Policy) -> str:
         case "overload.driver":
             return f"货运车辆驾驶人{window}违法超限运输超过{rules.driver_violations_gt}次{article}"
         case "overload.carrier_fleet_ratio":
-            percent = ((rules.carrier_overloading_vehicle_ratio_gt or 0) * 100).normalize()
+            percent = ((rules.carrier_overloading_vehicle_ratio_gt or Decimal(0)) * 100).normalize()
             ordered = "并被责令停业整顿" if rules.carrier_requires_suspension_order else ""
             return (
                 f"道路运输企业{window}违法超限运输的货运车辆超过本单位货运车辆总数"
                 f"{percent:f}%{ordered}{article}"
             )
         case "overload.instigator_fine":
-            fine = (rules.instigator_fine_yuan_gte or 0) / 10_000
+            fine = (rules.instigator_fine_yuan_gte or Decimal(0)) / 10_000
             return f"指使、强令车辆驾驶人超限运输货物，被处{fine:g}万元以上罚款"
         case "overload.instigator_repeat":
             return (
