@@ -37,10 +37,10 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api.auth import ApiKey, KeyFileError, KeyRegistry, RateLimiter, Scope, presented_key
-from api.metrics import ApiMetrics
+from api.metrics import ApiMetrics, CounterChild
 from api.openapi import openapi_document
 from api.queries import (
     BODY_INVALID,
@@ -88,6 +88,26 @@ _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 _UNKNOWN_LISTS = {
     name: {"listed": False, "status": NOT_LISTED, "rules": []} for name in LIST_FIELDS.values()
 }
+
+
+class _AuditClock:
+    """Now, as the audit log records it (ISO 8601, UTC, milliseconds): formatted once per
+    millisecond, not once per request."""
+
+    __slots__ = ("_millisecond", "_text")
+
+    def __init__(self) -> None:
+        self._millisecond = -1
+        self._text = ""
+
+    def __call__(self) -> str:
+        millisecond = time.time_ns() // 1_000_000
+        if millisecond != self._millisecond:
+            self._millisecond = millisecond
+            seconds, part = divmod(millisecond, 1000)
+            at = datetime.fromtimestamp(seconds, UTC).replace(microsecond=part * 1000)
+            self._text = at.isoformat(timespec="milliseconds")
+        return self._text
 
 
 class _HttpError(Exception):
@@ -197,8 +217,9 @@ class _Api:
         self.today = today
         self._request_ids = itertools.count(1)
         self._request_prefix = os.urandom(4).hex()
-        self._counters: dict[tuple[str, int], Counter] = {}
-        self._identifiers: dict[tuple[str, str], Counter] = {}
+        self._now = _AuditClock()
+        self._counters: dict[tuple[str, int], CounterChild] = {}
+        self._identifiers: dict[tuple[str, str], CounterChild] = {}
 
     # --- the wrapper every route goes through ---
 
@@ -282,7 +303,8 @@ class _Api:
 
     def lookup_key(self, request: web.Request) -> tuple[ApiKey, bool]:
         """The key and whether the answer includes evidence (``?detail=``, else its best)."""
-        detail = request.query.get("detail")
+        # Most lookups have no query string: parsing an empty one costs as much as a full one.
+        detail = request.query.get("detail") if request.query_string else None
         if detail == Scope.EVIDENCE:
             return self.authorise(request, Scope.EVIDENCE), True
         key = self.authorise(request, Scope.BASIC)
@@ -300,13 +322,7 @@ class _Api:
         queries: list[SubjectQuery],
         evidence: bool,
     ) -> Lookup:
-        audit = AuditContext(
-            at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-            agency=key.agency,
-            key_id=key.key_id,
-            route=route,
-            request_id=request_id,
-        )
+        audit = AuditContext(self._now(), key.agency, key.key_id, route, request_id)
         result = await self.store.lookup(queries, evidence=evidence, audit=audit)
         for answer in result.answers:
             labels = (answer.query.kind, "true" if answer.answer is not None else "false")
@@ -320,15 +336,17 @@ class _Api:
         self, route: str, request_id: str, key: ApiKey, query: SubjectQuery, evidence: bool
     ) -> web.Response:
         result = await self.lookup(key, route, request_id, [query], evidence)
-        body = _freshness(result, evidence) | _answer_body(result.answers[0], evidence)
+        body = _freshness(result, evidence)
+        body.update(_answer_body(result.answers[0], evidence))
         return _json(orjson.dumps(body), 200, request_id)
 
     # --- routes ---
 
     async def vehicle(self, request: web.Request, request_id: str) -> web.Response:
         key, evidence = self.lookup_key(request)
+        colour = request.query.get("colour") if request.query_string else None
         try:
-            query = vehicle_query(request.match_info["plate"], request.query.get("colour"))
+            query = vehicle_query(request.match_info["plate"], colour)
         except QueryError as exc:
             raise _HttpError(400, exc.code, exc.message, field=exc.field) from None
         return await self.single(VEHICLE_ROUTE, request_id, key, query, evidence)

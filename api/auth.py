@@ -29,7 +29,15 @@ A request presents its key as ``Authorization: Bearer <key>`` or ``X-API-Key: <k
 
 Comparison: the presented key is hashed and the digest looked up, then compared with
 :func:`hmac.compare_digest`. Timing can at most reveal how much of a *digest* matched, which does
-not help to find a key that hashes to it; the key's own characters are never compared.
+not help to find a key that hashes to it.
+
+A key that authenticated is remembered as it was presented (at most one entry per key of the
+file, as :func:`presented_key` strips it), so that its next requests cost one dictionary look-up
+instead of a hash: the profile of the API under load showed the hash at 1 to 2 % of a request.
+Only valid keys are remembered, so invalid ones cannot grow the memory and are always hashed.
+The look-up compares a presented string with a remembered key only when their ``str`` hashes
+(SipHash with this process's random seed) are equal, which a caller who does not know the key
+cannot arrange: no comparison of the key's characters can be timed.
 """
 
 from __future__ import annotations
@@ -124,9 +132,11 @@ class KeyRegistry:
 
     keys: tuple[ApiKey, ...]
     _by_digest: Mapping[str, ApiKey] = field(init=False, repr=False, compare=False)
+    _authenticated: dict[str, ApiKey] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_digest", {key.digest: key for key in self.keys})
+        object.__setattr__(self, "_authenticated", {})
 
     @classmethod
     def parse(cls, data: object, *, default_rate: float) -> KeyRegistry:
@@ -160,12 +170,19 @@ class KeyRegistry:
 
     def authenticate(self, presented: str | None) -> ApiKey | None:
         """The key ``presented`` is, or None."""
-        if not presented or len(presented) > MAX_KEY_LENGTH:
+        if not presented:
+            return None
+        key = self._authenticated.get(presented)
+        if key is not None:
+            return key
+        if len(presented) > MAX_KEY_LENGTH:
             return None
         digest = hashlib.sha256(presented.encode()).hexdigest()
         key = self._by_digest.get(digest)
         if key is None or not hmac.compare_digest(key.digest, digest):
             return None
+        if len(self._authenticated) < 2 * len(self.keys):  # bounded, whatever callers do
+            self._authenticated[presented] = key
         return key
 
 

@@ -78,12 +78,16 @@ class SubjectQuery:
     """The identifier as the audit log records it (a driver's ID number masked)."""
 
     packed: bytes = field(init=False, repr=False, compare=False)
-    """Subject, kind and audit identifier as the lookup script reads them, each preceded by the
-    ASCII unit separator."""
+    """Subject, kind and audit identifier as the lookup script reads them, joined by the ASCII
+    unit separator."""
+    resp: bytes = field(init=False, repr=False, compare=False)
+    """``packed`` as a RESP bulk string, ready to be written into a script call: queries are
+    memoised, so each is encoded once (``api/store.py``)."""
 
     def __post_init__(self) -> None:
-        packed = f"\x1f{self.subject}\x1f{self.kind}\x1f{self.audit_identifier}".encode()
+        packed = f"{self.subject}\x1f{self.kind}\x1f{self.audit_identifier}".encode()
         object.__setattr__(self, "packed", packed)
+        object.__setattr__(self, "resp", b"$%d\r\n%b\r\n" % (len(packed), packed))
 
 
 class QueryError(ValueError):

@@ -152,3 +152,21 @@ def test_rate_limiter_keeps_one_bucket_per_key() -> None:
     assert limiter.wait(auditor) == 0.0
     now[0] = 1.0
     assert limiter.wait(police) == 0.0
+
+
+def test_a_key_that_authenticated_is_remembered_and_nothing_else_is() -> None:
+    """The next requests of a valid key skip the hash; wrong keys are hashed every time and never
+    remembered, so they cannot grow the memory."""
+    registry = KeyRegistry.parse(_file(), default_rate=200.0)
+    police = registry.authenticate(POLICE_KEY)
+    assert police is not None and police.key_id == "police"
+    assert registry.authenticate(POLICE_KEY) is police
+    for n in range(100):
+        assert registry.authenticate(f"{POLICE_KEY}-{n}") is None
+    assert registry.authenticate(AUDIT_KEY) is not None
+    remembered = registry._authenticated
+    assert set(remembered) == {POLICE_KEY, AUDIT_KEY}
+    assert registry.authenticate("x" * (MAX_KEY_LENGTH + 1)) is None
+    assert registry.authenticate("") is None and registry.authenticate(None) is None
+    # Two registries never share what they remember (a reloaded key file starts afresh).
+    assert KeyRegistry.parse(_file(), default_rate=200.0)._authenticated == {}
