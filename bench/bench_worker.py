@@ -773,6 +773,27 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def wait_group_ready(group: list[Worker], limit_seconds: float, settle: float = 5.0) -> None:
+    """Until every worker of ``group`` answers ready, then ``settle`` seconds more."""
+    deadline = time.monotonic() + limit_seconds
+    waiting = list(group)
+    while waiting:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"workers not ready: {[w.label for w in waiting]}")
+        ready = []
+        for worker in waiting:
+            url = f"http://127.0.0.1:{worker.web_port}/health/ready"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:  # loopback, our worker
+                    if response.status == 200:
+                        ready.append(worker)
+            except OSError:
+                pass
+        waiting = [w for w in waiting if w not in ready]
+        time.sleep(0.5)
+    time.sleep(settle)
+
+
 async def wait_caught_up(bootstrap: str, worker: Worker, limit_seconds: float) -> None:
     ends = await end_offsets(bootstrap, input_partitions())
     await watch(bootstrap, worker, ends, os.getpid(), limit_seconds)
@@ -1738,6 +1759,9 @@ async def run_benchmark(args: argparse.Namespace, folder: Path) -> Results:
                 for k in range(2, args.scale_out + 1)
             ]
             workers.extend(group)
+            # Pace only once the group has settled: a member joining late would rebalance the
+            # partitions mid-phase and measure the rebalance, not the steady state.
+            await asyncio.to_thread(wait_group_ready, group, args.timeout)
             rate = max(float(rate) for rate in args.latency_rates.split(",") if rate)
             simulator = await latency_traffic(
                 bootstrap, first, max(400, int(rate * 5)), args.seed + 2, args.timeout
