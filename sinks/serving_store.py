@@ -65,7 +65,6 @@ from typing import Any, NamedTuple
 import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -81,6 +80,7 @@ from redis.exceptions import RedisError
 
 from processors.identifiers import mask_identifier
 from processors.lists import ListName
+from streams.admin import topic_partitions
 from streams.settings import Settings
 from streams.topics import CREDIT_SNAPSHOTS_TOPIC, LIST_TRIGGERS_TOPIC, prefixed
 
@@ -1063,18 +1063,6 @@ async def _wipe(redis: Redis, layout: ServingStoreLayout) -> int:
     return removed
 
 
-async def _partitions(bootstrap_servers: str, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if not described or described[0].get("error_code") or not described[0].get("partitions"):
-        raise RebuildRefusedError(f"topic {topic!r} does not exist")
-    return [int(p["partition"]) for p in described[0]["partitions"]]
-
-
 async def rebuild_store(
     redis: Redis,
     *,
@@ -1112,8 +1100,10 @@ async def rebuild_store(
     started = time.perf_counter()
     records = applied = 0
     try:
-        partitions = await _partitions(bootstrap_servers, snapshots_topic)
-        tps = [TopicPartition(snapshots_topic, p) for p in sorted(partitions)]
+        partitions = await topic_partitions(bootstrap_servers, snapshots_topic)
+        if not partitions:
+            raise RebuildRefusedError(f"topic {snapshots_topic!r} does not exist")
+        tps = [TopicPartition(snapshots_topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)

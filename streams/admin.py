@@ -232,6 +232,19 @@ async def ensure_topics(
     return Outcome(tuple(created), tuple(spec.name for spec in existing), drift)
 
 
+async def topic_partitions(bootstrap_servers: str, topic: str) -> list[int]:
+    """The partition numbers of ``topic``, ascending; empty when it does not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if not described or described[0].get("error_code") or not described[0].get("partitions"):
+        return []
+    return sorted(int(p["partition"]) for p in described[0]["partitions"])
+
+
 async def _wait_for_leaders(admin: Any, names: Sequence[str], deadline: float) -> None:
     """Until every partition of the new topics has a leader: a client that starts at once would
     otherwise log NotLeaderForPartition errors while the controller elects them."""

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.partitioner import murmur2
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.admin import topic_partitions
+from streams.clock import key_partition
 
 __all__ = ["subject_history"]
 
@@ -29,9 +31,10 @@ async def subject_history(bootstrap_servers: str, topic: str, subject: str) -> l
     )
     await consumer.start()
     try:
-        partitions = await _partitions(bootstrap_servers, topic)
-        hashed: int = murmur2(key)
-        tp = TopicPartition(topic, (hashed & 0x7FFFFFFF) % len(partitions))
+        partitions = await topic_partitions(bootstrap_servers, topic)
+        if not partitions:
+            raise LookupError(f"topic {topic} does not exist")
+        tp = TopicPartition(topic, key_partition(key, len(partitions)))
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
         end = (await consumer.end_offsets([tp]))[tp]
@@ -44,13 +47,3 @@ async def subject_history(bootstrap_servers: str, topic: str, subject: str) -> l
         return records
     finally:
         await consumer.stop()
-
-
-async def _partitions(bootstrap_servers: str, topic: str) -> set[int]:
-    # A producer asks the broker for one topic's metadata; a consumer knows only its own topics.
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
-    await producer.start()
-    try:
-        return set(await producer.partitions_for(topic))
-    finally:
-        await producer.stop()
