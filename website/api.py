@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
@@ -208,7 +208,8 @@ class PublicationApi:
 
     async def put(self, request: web.Request) -> web.Response:
         """Store or replace a publication."""
-        try:
+
+        async def store() -> ApiResponse:
             self._authorise(request)
             publication_id = self._publication_id(request)
             key = self._idempotency_key(request)
@@ -233,32 +234,32 @@ class PublicationApi:
                     content.kind.value,
                 )
             idempotency = IdempotencyKey(key, request_hash("PUT", publication_id, body))
-            response = await self.repository.put_publication(
+            return await self.repository.put_publication(
                 publication_id, content, idempotency, self.clock()
             )
-        except RequestRejectedError as rejection:
-            return self._rejected(rejection.response, rejection.action_kind)
-        except InvalidRequestError as invalid:
-            return self._rejected(
-                error_response(422, invalid.reason, invalid.message, invalid.field)
-            )
-        except IdempotencyKeyReusedError:
-            return self._rejected(self._key_reused())
-        self._count(response)
-        return self._answer(response)
+
+        return await self._write(store)
 
     async def delete(self, request: web.Request) -> web.Response:
         """Withdraw a publication."""
-        try:
+
+        async def withdraw() -> ApiResponse:
             self._authorise(request)
             publication_id = self._publication_id(request)
             key = self._idempotency_key(request)
             body = await self._json_body(request)
             withdrawal = parse_withdrawal(body)
             idempotency = IdempotencyKey(key, request_hash("DELETE", publication_id, body))
-            response = await self.repository.withdraw_publication(
+            return await self.repository.withdraw_publication(
                 publication_id, withdrawal, idempotency, self.clock()
             )
+
+        return await self._write(withdraw)
+
+    async def _write(self, work: Callable[[], Awaitable[ApiResponse]]) -> web.Response:
+        """Run a PUT or DELETE: its refusals as error answers, its result counted."""
+        try:
+            response = await work()
         except RequestRejectedError as rejection:
             return self._rejected(rejection.response, rejection.action_kind)
         except InvalidRequestError as invalid:
