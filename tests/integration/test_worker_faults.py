@@ -31,8 +31,11 @@ from tests.integration.pipeline_support import (
 pytestmark = pytest.mark.integration
 
 
-CONVERGE_SECONDS = 120.0
+CONVERGE_SECONDS = 90.0
 """How long the workers get to reach the reference outcome before a liveness restart."""
+LIVENESS_RESTARTS_ALLOWED = 3
+"""A liveness check keeps restarting a stalled worker; a restarted one can stall again (README,
+"Known issue"), so more than one restart is allowed. Exactly-once must hold across all of them."""
 
 
 async def _until_converged(
@@ -89,12 +92,17 @@ async def test_worker_killed_mid_stream_and_restarted_raises_each_trigger_once(
         worker = start_worker(bootstrap, unique_name, prefix, tmp_path)
         records = await _until_converged(bootstrap, triggers_topic, expected, CONVERGE_SECONDS)
         liveness_restarts = 0
-        if net_membership(produced_triggers(records)) != net_membership(expected):
-            # Not there after two minutes: restart it once, as a liveness check would (its task
-            # stacks go to worker.log first). Exactly-once must hold across that restart too.
-            liveness_restarts = 1
+        while (
+            net_membership(produced_triggers(records)) != net_membership(expected)
+            and liveness_restarts < LIVENESS_RESTARTS_ALLOWED
+        ):
+            # Not there in time: restart it, as a liveness check would (its task stacks go to
+            # its log first). Exactly-once must hold across the restarts too.
+            liveness_restarts += 1
             await _liveness_kill(worker)
-            worker = start_worker(bootstrap, unique_name, prefix, tmp_path, name="worker-again")
+            worker = start_worker(
+                bootstrap, unique_name, prefix, tmp_path, name=f"worker-again-{liveness_restarts}"
+            )
             records = await _until_converged(bootstrap, triggers_topic, expected, CONVERGE_SECONDS)
     finally:
         stop_worker(worker)
@@ -127,12 +135,17 @@ async def test_second_worker_takes_over_partitions_without_losing_or_repeating_t
         await _wait_for_triggers(bootstrap, triggers_topic, len(expected) // 4, timeout=120)
         stop_worker(first)  # a clean stop: its partitions and table state move to worker 2
         records = await _until_converged(bootstrap, triggers_topic, expected, CONVERGE_SECONDS)
-        if net_membership(produced_triggers(records)) != net_membership(expected):
-            # Not there after two minutes: restart the remaining worker once, as a liveness
-            # check would; exactly-once must hold across it.
-            liveness_restarts = 1
+        while (
+            net_membership(produced_triggers(records)) != net_membership(expected)
+            and liveness_restarts < LIVENESS_RESTARTS_ALLOWED
+        ):
+            # Not there in time: restart the remaining worker, as a liveness check would;
+            # exactly-once must hold across the restarts.
+            liveness_restarts += 1
             await _liveness_kill(second)
-            second = start_worker(bootstrap, unique_name, prefix, tmp_path, name="worker-2-again")
+            second = start_worker(
+                bootstrap, unique_name, prefix, tmp_path, name=f"worker-2-again-{liveness_restarts}"
+            )
             records = await _until_converged(bootstrap, triggers_topic, expected, CONVERGE_SECONDS)
     finally:
         stop_worker(first)
