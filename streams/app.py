@@ -112,12 +112,6 @@ def create_app(
     wire_agents(app, settings, metrics, policy_book, serde)
     app.sensors.add(_TimingSensor(metrics))
 
-    async def measure_lag() -> None:
-        await _measure_lag(app, metrics)
-
-    # Batches set the lag as they go; a worker that stops consuming sets nothing, so the
-    # broker's end offsets are asked for on a timer too (the CreditWorkerStalled alert).
-    app.timer(LAG_INTERVAL_SECONDS)(measure_lag)
     _time_recoveries(app, metrics)
     return app, metrics
 
@@ -359,33 +353,6 @@ def wire_agents(
                 time.perf_counter() - started
             )
             _observe_batch(app, metrics, "judge", events)
-
-
-LAG_INTERVAL_SECONDS = 15.0
-"""How often the worker asks the broker for its partitions' end offsets."""
-
-
-async def _measure_lag(app: ExactlyOnceApp, metrics: WorkerMetrics) -> None:
-    """Records between what this worker has read and the end of each partition it owns."""
-    consumer: Any = app.consumer
-    try:
-        # The agents' own topics: table changelogs are read only while recovering.
-        assigned = [
-            tp
-            for tp in consumer.assignment()
-            if not tp.topic.endswith("-changelog") and "__assignor" not in tp.topic
-        ]
-        if not assigned:
-            return
-        ends = await consumer.highwaters(*assigned)
-    except Exception:  # a rebalance or a broker hiccup: the next tick measures again
-        log.debug("lag not measured", exc_info=True)
-        return
-    read = consumer._read_offset  # faust keeps the last offset read per partition
-    for tp, end in ends.items():
-        last = read.get(tp)
-        lag = end if last is None else max(0, end - last - 1)
-        metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
 
 def _observe_batch(

@@ -233,35 +233,3 @@ async def test_a_clock_tick_publishes_an_entry_whose_notice_is_over(worker: Work
     assert [(p["action"], p["plate"]) for p in published] == [("PUBLISH", PLATE)]
     audit = [(a["record"], a["to_state"]) for _, a in worker.producer.on("audit-records")]
     assert audit[-1] == ("entry:BLACKLIST:overload.vehicle", "published")
-
-
-async def test_the_lag_timer_measures_the_agents_topics_from_the_broker_end_offsets() -> None:
-    """A worker that stops consuming still reports its lag (the CreditWorkerStalled alert)."""
-    from faust.types import TP
-
-    from streams.app import _measure_lag
-
-    source, facts = TP("penalty-decisions", 1), TP("credit-facts", 2)
-    changelog = TP("app-subject_to_file-changelog", 2)
-
-    class Consumer:
-        def __init__(self) -> None:
-            self._read_offset = {source: 41, facts: None}
-
-        def assignment(self) -> set[TP]:
-            return {source, facts, changelog}
-
-        async def highwaters(self, *tps: TP) -> dict[TP, int]:
-            assert changelog not in tps, "changelogs are read only while recovering"
-            return {source: 100, facts: 7}
-
-    class App:
-        consumer = Consumer()
-
-    registry = CollectorRegistry()
-    await _measure_lag(App(), WorkerMetrics.create(registry))  # type: ignore[arg-type]
-    lag = registry.get_sample_value
-    assert (
-        lag("credit_consumer_lag_messages", {"topic": "penalty-decisions", "partition": "1"}) == 58
-    )
-    assert lag("credit_consumer_lag_messages", {"topic": "credit-facts", "partition": "2"}) == 7
