@@ -659,10 +659,14 @@ async def test_run_publisher_serves_health_metrics_and_delivers(
             while (await client.get(url, headers=headers)).status_code != 200:
                 assert time.monotonic() < deadline, "the request never reached the website"
                 await asyncio.sleep(0.1)
+            # The website holds the record a moment before the publisher has read its answer
+            # and counted it: wait for the count.
+            delivered = 'credit_publications_delivered_total{action="PUBLISH",kind="penalty"} 1.0'
             text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-            assert (
-                'credit_publications_delivered_total{action="PUBLISH",kind="penalty"} 1.0' in text
-            )
+            while delivered not in text and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            assert delivered in text
             assert 'credit_publications_pending{kind="penalty"} 0.0' in text  # settled
     finally:
         stop.set()
