@@ -12,9 +12,9 @@ Data flow (topic names in streams/topics.py):
 
 The leader also ticks the lifecycle's clock on every credit-facts partition (streams/clock.py).
 
-Both agents handle events in batches (``take_events``): a batch reads each credit file once,
-applies every fact to it in memory, and writes each changed file once, so the per-event cost
-is the pure rule, not a table write (ANCHORS.md §D: ~125 µs per faust table write).
+Both agents handle events in batches (``take_ready``, streams/batching.py): a batch reads each
+credit file once, applies every fact to it in memory, and writes each changed file once, so the
+per-event cost is the pure rule, not a table write (ANCHORS.md §D: ~125 µs per faust table write).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from processors.lifecycle import next_due
 from processors.policy import PolicyBook, parse_policy_book
 from processors.snapshot import snapshot
 from sinks.publisher import load_calendar
+from streams.batching import take_ready
 from streams.clock import CLOCK_KEY, due_keys, parse_tick, send_ticks
 from streams.codecs import AvroSerde, WireFormat
 from streams.eos import (
@@ -104,6 +105,7 @@ def create_app(
         web_stats_enabled=False,
         web_graph_enabled=False,
     )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     registry = registry or CollectorRegistry()
     metrics = WorkerMetrics.create(registry)
     add_operator_pages(app, registry)
@@ -169,8 +171,11 @@ def wire_agents(
 
     @app.agent(input_topic, name="validate_and_route")
     async def validate_and_route(stream: Any) -> None:
-        async for events in stream.take_events(
-            settings.batch_max_events, settings.batch_within_seconds
+        async for events in take_ready(
+            stream,
+            settings.batch_max_events,
+            settings.batch_within_seconds,
+            settings.batch_linger_seconds,
         ):
             started = time.perf_counter()
             now = datetime.now(UTC)
@@ -297,8 +302,11 @@ def wire_agents(
 
     @app.agent(facts_topic, name="judge_credit_files")
     async def judge_credit_files(stream: Any) -> None:
-        async for events in stream.take_events(
-            settings.batch_max_events, settings.batch_within_seconds
+        async for events in take_ready(
+            stream,
+            settings.batch_max_events,
+            settings.batch_within_seconds,
+            settings.batch_linger_seconds,
         ):
             started = time.perf_counter()
             now = datetime.now(UTC)

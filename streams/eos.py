@@ -50,6 +50,7 @@ from typing import Any
 import faust
 from aiokafka.errors import ProducerFenced
 from faust.transport.consumer import TransactionManager
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
@@ -64,6 +65,24 @@ SOURCE_PARTITION: contextvars.ContextVar[TP | None] = contextvars.ContextVar(
 
 class SourcePartitionTransactionManager(TransactionManager):
     """Sends each record in the transaction of the source partition being processed."""
+
+    _deliveries: dict[str, list[Any]] | None = None
+
+    def expect_deliveries(self, transactional_id: str, deliveries: Iterable[Any]) -> None:
+        """Make the next commit of ``transactional_id`` wait for ``deliveries`` and check them.
+
+        aiokafka's commit waits for the transaction's records but does not look at how their
+        delivery ended: a record the broker refused would be committed past, and lost.
+        """
+        if self._deliveries is None:
+            self._deliveries = {}
+        self._deliveries.setdefault(transactional_id, []).extend(deliveries)
+
+    def _forget_deliveries(self, transactional_ids: Iterable[str]) -> None:
+        # The transaction ends with its producer (aborted): nothing of it will be committed.
+        if self._deliveries:
+            for transactional_id in transactional_ids:
+                self._deliveries.pop(transactional_id, None)
 
     async def send(
         self,
@@ -126,11 +145,14 @@ class SourcePartitionTransactionManager(TransactionManager):
         self, transactional_id: str, offsets: dict[TP, int], start_new_transaction: bool
     ) -> None:
         producer: Any = self.producer
+        deliveries = (self._deliveries or {}).pop(transactional_id, [])
         async with producer._trn_locks[transactional_id]:
             client = producer._transaction_producers.get(transactional_id)
             if client is None:
                 log.warning("commit for unknown transaction %s", transactional_id)
                 return
+            # Raises if the broker refused a record: the worker stops, nothing commits.
+            await _settle(deliveries)
             await client.send_offsets_to_transaction(offsets, self.app.conf.id)
             await client.commit_transaction()
             if start_new_transaction:
@@ -145,8 +167,11 @@ class SourcePartitionTransactionManager(TransactionManager):
         # and keeps an old producer when a partition comes back. By then another worker may
         # have fenced it. A partition that arrives gets a fresh producer (a new epoch), which
         # also aborts whatever its previous owner left open.
-        for transactional_id in sorted(self._tps_to_transactional_ids(set(newly_assigned))):
+        restarted = sorted(self._tps_to_transactional_ids(set(newly_assigned)))
+        self._forget_deliveries(restarted)
+        for transactional_id in restarted:
             await self.producer.stop_transaction(transactional_id)
+        self._forget_deliveries(self._tps_to_transactional_ids(set(revoked)))
         await super().on_rebalance(assigned, revoked, newly_assigned)
 
     async def _ensure_in_transaction(self, transactional_id: str) -> None:
@@ -159,17 +184,72 @@ class SourcePartitionTransactionManager(TransactionManager):
             await self.producer.maybe_begin_transaction(transactional_id)
 
 
+class CommitGate:
+    """Batches run side by side; a commit waits for those running and holds new ones off.
+
+    A commit must never see half a batch (gap 2 above), but batches of different partitions,
+    or of the two agents, need not wait for one another: while one waits for the broker, the
+    other computes. A waiting commit goes first, so a steady stream of batches cannot starve it.
+    """
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self._batches_running = 0
+        self._committing = False
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._committing)
+            self._batches_running += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._batches_running -= 1
+                self._changed.notify_all()
+
+    @asynccontextmanager
+    async def commit(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._committing)
+            self._committing = True
+            await self._changed.wait_for(lambda: self._batches_running == 0)
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._committing = False
+                self._changed.notify_all()
+
+
+class _PromptFetchConsumerThread(AIOKafkaConsumerThread):
+    """faust fixes the fetch wait at 1.5 s; here it is the app's ``fetch_max_wait_ms``.
+
+    aiokafka keeps one fetch in flight per broker: while the broker holds a fetch for partitions
+    with nothing new, records that arrive for partitions just drained wait up to that long.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", 1500)
+        return consumer
+
+
 class BatchAwareConsumer(AIOKafkaConsumer):
     """A consumer whose commits never interleave with a batch being sent."""
 
-    _batch_lock: asyncio.Lock | None = None
+    _commit_gate: CommitGate | None = None
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     @property
-    def batch_lock(self) -> asyncio.Lock:
-        """Held while a batch is sent and acked; a commit (offsets read included) waits."""
-        if self._batch_lock is None:
-            self._batch_lock = asyncio.Lock()
-        return self._batch_lock
+    def commit_gate(self) -> CommitGate:
+        """Batches pass it while they send and ack; a commit (offsets read included) closes it."""
+        if self._commit_gate is None:
+            self._commit_gate = CommitGate()
+        return self._commit_gate
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed: Mapping[TP, int] = await super().seek_to_committed()
@@ -186,7 +266,7 @@ class BatchAwareConsumer(AIOKafkaConsumer):
         return {TP(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
-        async with self.batch_lock:
+        async with self.commit_gate.commit():
             return bool(
                 await super().force_commit(topics, start_new_transaction=start_new_transaction)
             )
@@ -202,30 +282,38 @@ class ExactlyOnceTransport(AIOKafkaTransport):
 class ExactlyOnceApp(faust.App):
     """A faust app whose exactly-once mode routes records by source partition."""
 
+    fetch_max_wait_ms: int = 1500
+    """How long the broker may hold a fetch that finds nothing new (faust's fixed value)."""
+
     def _new_transport(self) -> Any:
         return ExactlyOnceTransport(self.conf.broker_consumer, self)
 
 
-def _batch_lock(app: faust.App) -> asyncio.Lock | None:
+def _commit_gate(app: faust.App) -> CommitGate | None:
     if not app.in_transaction:
         return None
     consumer = app.consumer
     if isinstance(consumer, BatchAwareConsumer):
-        return consumer.batch_lock
+        return consumer.commit_gate
     raise TypeError("exactly-once batches need an ExactlyOnceApp")
+
+
+Record = tuple[str, bytes | None, bytes | None, int | None]
 
 
 class BatchOutput:
     """What one batch sends: records buffered per source partition, written at the end.
 
-    Records go straight to the source partition's transactional aiokafka producer, bypassing
-    faust's per-record send path (topic, channel, sensors, futures), which cost most of a
-    worker's CPU (BENCHMARKS.md, stream worker profile).
+    Records go straight to the source partition's transactional aiokafka producer as one
+    record batch per destination partition, bypassing faust's per-record send path (topic,
+    channel, sensors, futures) and aiokafka's per-record future, which cost most of a worker's
+    CPU (BENCHMARKS.md, stream worker profile). In a transaction the batch does not wait for
+    the broker: the commit does (:meth:`SourcePartitionTransactionManager.commit`).
     """
 
     def __init__(self, app: faust.App) -> None:
         self._app = app
-        self._records: dict[TP, list[tuple[str, bytes | None, bytes | None, int | None]]] = {}
+        self._records: dict[TP, list[Record]] = {}
         self._pending: list[Awaitable[Any]] = []
 
     def append(self, delivery: Awaitable[Any]) -> None:
@@ -242,7 +330,7 @@ class BatchOutput:
         self._records.setdefault(source, []).append((topic, key, value, partition))
 
     async def flush(self) -> None:
-        """Hand every record to its transaction and wait until the broker has them all."""
+        """Hand every record to its transaction; outside one, wait until the broker has them."""
         app = self._app
         producer: Any = app.producer
         transactions = app.consumer.transactions if app.in_transaction else None
@@ -257,13 +345,40 @@ class BatchOutput:
             await transactions._ensure_in_transaction(transactional_id)
             client = producer._transaction_producers[transactional_id]
             async with producer._trn_locks[transactional_id]:
-                for topic, key, value, partition in records:
-                    self._pending.append(
-                        await client.send(topic, value, key=key, partition=partition)
-                    )
+                deliveries = await _send_in_record_batches(client, records)
+            transactions.expect_deliveries(transactional_id, deliveries)
         self._records.clear()
         await _settle(self._pending)
         self._pending.clear()
+
+
+async def _send_in_record_batches(client: Any, records: Sequence[Record]) -> list[Any]:
+    """Send ``records`` as one record batch per destination partition, order kept in each.
+
+    Returns the batches' delivery futures.
+    """
+    by_destination: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+    partition_of: dict[tuple[str, bytes | None], int] = {}
+    for topic, key, value, partition in records:
+        if partition is None:
+            partition = partition_of.get((topic, key))
+            if partition is None:
+                await client.client._wait_on_metadata(topic)
+                partition = client._partition(topic, None, None, None, key, value)
+                partition_of[topic, key] = partition
+        by_destination.setdefault((topic, partition), []).append((key, value))
+    deliveries = []
+    for (topic, partition), entries in by_destination.items():
+        batch = client.create_batch()
+        for key, value in entries:
+            if batch.append(timestamp=None, key=key, value=value) is None:
+                # Full (the producer's max batch size): send it and start another.
+                deliveries.append(await client.send_batch(batch, topic, partition=partition))
+                batch = client.create_batch()
+                if batch.append(timestamp=None, key=key, value=value) is None:
+                    raise ValueError(f"a record for {topic} is larger than a record batch")
+        deliveries.append(await client.send_batch(batch, topic, partition=partition))
+    return deliveries
 
 
 @asynccontextmanager
@@ -273,16 +388,16 @@ async def exactly_once_batch(
     """Handle one batch of events so that its outputs commit together with its offsets.
 
     Yields the batch's :class:`BatchOutput`. On leaving, every record is handed to its
-    transaction and acknowledged by the broker, and the events are acked, all while faust's
-    commit waits, so no commit sees half a batch.
+    transaction and the events are acked, all while faust's commit waits, so no commit sees
+    half a batch; the commit then waits until the broker has every record it covers.
     """
-    lock = _batch_lock(app)
+    gate = _commit_gate(app)
     output = BatchOutput(app)
-    if lock is None:
+    if gate is None:
         yield output
         await output.flush()
         return
-    async with lock:
+    async with gate.batch():
         try:
             yield output
             await output.flush()

@@ -45,7 +45,11 @@ class Settings(BaseSettings):
     batch_max_events: int = 1000
     """Events handled per batch (one transaction write per changed subject per batch)."""
     batch_within_seconds: float = 0.05
-    """How long a batch waits to fill before it is handled anyway."""
+    """The longest a batch waits to fill before it is handled anyway (streams/batching.py)."""
+    batch_linger_seconds: float = 0.005
+    """How long a batch waits for more events once the fetched ones are all in it."""
+    fetch_max_wait_ms: int = 50
+    """How long the broker may hold a fetch that finds nothing new (faust fixes it at 1.5 s)."""
     session_timeout_seconds: float = 10.0
     """Consumer session timeout: how soon a dead worker's partitions move to another."""
 
