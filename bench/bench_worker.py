@@ -86,6 +86,7 @@ from streams.topics import (
     LIST_TRIGGERS_TOPIC,
     OVERLOAD_DETECTIONS_TOPIC,
 )
+from streams.upstream import record_key
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 BENCHMARKS_FILE = REPOSITORY / "BENCHMARKS.md"
@@ -121,11 +122,10 @@ def vehicle_subject(plate: str, colour: Any) -> str:
 
 
 def encode_event(serde: AvroSerde, event: Any) -> tuple[str, bytes, bytes]:
-    """(topic, key, value) as the product's upstreams send it (ops/demo.py)."""
+    """(topic, key, value) as the product's upstreams send it (docs/upstream-guide.md)."""
     record = record_name_of(event)
     value = serde.encode(record, from_domain(event))
-    key = getattr(event, "plate_number", None) or getattr(event, "decision_number", "")
-    return TOPIC_OF_RECORD[record], str(key).encode(), value
+    return TOPIC_OF_RECORD[record], record_key(event), value
 
 
 TOPIC_OF_RECORD = {spec.record: spec.name for spec in INPUT_TOPICS}
@@ -1316,8 +1316,9 @@ minutes; it starts its own broker on free ports and removes everything it made).
   sessions' tests ran on it at the same time, so the worker often waited for a CPU: see
   "waiting for one" below; events per worker CPU-second is the figure least disturbed by that).
 - Workload: {len(results.workload.records):,} input records of seeded simulator traffic
-  (seed {args.seed}): {kinds}. Avro with Confluent framing, keyed by plate or decision number,
-  sent with an idempotent producer before the worker starts; 4 partitions per topic.
+  (seed {args.seed}): {kinds}. Avro with Confluent framing, keyed as docs/upstream-guide.md says
+  (plate|colour, decision or licence number), sent with an idempotent producer before the worker
+  starts; 4 partitions per topic.
 - Worker: `python -m streams.cli worker` as a subprocess (exactly-once), a fresh app id and fresh
   topics for each run. A rate counts from the group's first committed input offset (start-up
   before it took {main.startup_seconds:.1f} s) until its committed offsets pass the last record

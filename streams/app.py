@@ -19,6 +19,7 @@ per-event cost is the pure rule, not a table write (ANCHORS.md §D: ~125 µs per
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -41,7 +42,7 @@ from processors.policy import PolicyBook, parse_policy_book
 from processors.snapshot import snapshot
 from sinks.publisher import load_calendar
 from streams.batching import take_ready
-from streams.clock import CLOCK_KEY, due_keys, parse_tick, send_ticks
+from streams.clock import CLOCK_KEY, due_keys, parse_tick, send_ticks, subject_partition
 from streams.codecs import AvroSerde, WireFormat
 from streams.eos import (
     BatchOutput,
@@ -96,6 +97,9 @@ def create_app(
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=max(settings.session_timeout_seconds / 10, 0.5),
         producer_linger=0.005,
+        # A batch's records for one partition go as one record batch (streams/eos.py); at the
+        # default 16 KiB they were split, and each part waited for the one before to be sent.
+        producer_max_batch_size=512 * 1024,
         web_port=settings.worker_web_port,
         web_host=settings.bind_host,
         web_bind=settings.bind_host,
@@ -165,9 +169,34 @@ def wire_agents(
 
         app.timer(settings.clock_interval_seconds, on_leader=True)(tick_the_clock)
 
-    def send(topic: Any, key: bytes, value: bytes, output: BatchOutput) -> None:
-        output.record(topic.get_topic_name(), key, value)
+    def send(
+        topic: Any, key: bytes, value: bytes, output: BatchOutput, partition: int | None = None
+    ) -> None:
+        output.record(topic.get_topic_name(), key, value, partition)
         metrics.events_out.labels(topic.get_topic_name()).inc()
+
+    def send_fact(subject: str, fact: Fact, output: BatchOutput) -> None:
+        # Partitioned by the subject's key (streams/clock.py), not by the record key.
+        send(
+            facts_topic,
+            subject.encode(),
+            _json(fact_to_dict(fact)),
+            output,
+            _subject_partition(subject, partitions),
+        )
+
+    def judged_in_place(source_topic: str) -> bool:
+        """Whether this worker owns the credit files of the partitions of ``source_topic``.
+
+        faust assigns partition *n* of co-partitioned topics (same partition count, same
+        subscribers) to one worker, so a fact for a subject whose file is on partition *n* of
+        ``credit-facts`` can be judged where input partition *n* is read, in its transaction.
+        """
+        groups = app.assignor
+        try:
+            return groups.group_for_topic(source_topic) == groups.group_for_topic(facts_spec.name)
+        except KeyError:  # no assignment yet (or the agents run without a broker)
+            return False
 
     @app.agent(input_topic, name="validate_and_route")
     async def validate_and_route(stream: Any) -> None:
@@ -181,6 +210,8 @@ def wire_agents(
             now = datetime.now(UTC)
             async with exactly_once_batch(app, stream, events) as pending:
                 for tp, partition_events in source_partitions(events).items():
+                    in_place = judged_in_place(tp.topic)
+                    judgement = _Judgement(tp.partition, pending, now)
                     with sending_for(tp):
                         for event in partition_events:
                             message = event.message
@@ -188,18 +219,7 @@ def wire_agents(
                             record = _source(event)
                             outcome = ingest(serde, record, record_for_topic[message.topic], now)
                             if isinstance(outcome, DeadLetter):
-                                metrics.dead_letters.labels(
-                                    message.topic, outcome.reason_code
-                                ).inc()
-                                letter = serde.encode(
-                                    "DeadLetter", dead_letter_value(record, outcome, now)
-                                )
-                                send(
-                                    dead_letter_topics[message.topic],
-                                    message.key or b"",
-                                    letter,
-                                    pending,
-                                )
+                                dead_letter(record, outcome, dead_letter_topics, now, pending)
                                 continue
                             publication = disclosure_for(outcome.event, calendar, policy_book)
                             if isinstance(publication, NotPublished):
@@ -213,23 +233,37 @@ def wire_agents(
                                     pending,
                                 )
                             for subject, fact in outcome.facts:
-                                send(
-                                    facts_topic,
-                                    str(subject).encode(),
-                                    _json(fact_to_dict(fact)),
-                                    pending,
-                                )
+                                subject_text = str(subject)
+                                if not (
+                                    in_place
+                                    and _subject_partition(subject_text, partitions) == tp.partition
+                                ):
+                                    send_fact(subject_text, fact, pending)
+                                    continue
+                                try:
+                                    await judgement.apply(subject_text.encode(), fact)
+                                except Exception as exc:
+                                    log.exception("fact for %s dead-lettered", subject_text[:12])
+                                    letter = _process_dead_letter(exc)
+                                    dead_letter(record, letter, dead_letter_topics, now, pending)
+                        await judgement.keep()
             metrics.batch_seconds.labels("validate_and_route").observe(
                 time.perf_counter() - started
             )
             _observe_batch(app, metrics, "validate", events)
 
-    decoded = _DecodedFiles(settings.decoded_files_kept)
+    def dead_letter(
+        record: SourceRecord,
+        letter: DeadLetter,
+        topics: dict[str, Any],
+        now: datetime,
+        pending: BatchOutput,
+    ) -> None:
+        metrics.dead_letters.labels(record.topic, letter.reason_code).inc()
+        value = serde.encode("DeadLetter", dead_letter_value(record, letter, now))
+        send(topics[record.topic], record.key or b"", value, pending)
 
-    def _load_once(loaded: dict[bytes, CreditFile], key: bytes) -> CreditFile:
-        file = decoded.get(key, app.consumer_generation_id) or _load(subject_to_file, key)
-        loaded[key] = file
-        return file
+    decoded = _DecodedFiles(settings.decoded_files_kept)
 
     async def emit(key: bytes, outcome: Outcome, pending: BatchOutput) -> None:
         """Send what applying one fact produced."""
@@ -244,7 +278,7 @@ def wire_agents(
             metrics.enforcement_alerts.labels(alert.kind.value).inc()
             send(alerts_topic, key, _json(to_json(alert)), pending)
         for subject, forwarded in outcome.forwards:
-            send(facts_topic, str(subject).encode(), _json(fact_to_dict(forwarded)), pending)
+            send_fact(str(subject), forwarded, pending)
         for record in outcome.audit:
             metrics.lifecycle_transitions.labels(
                 record.record.split(":", 1)[0], record.to_state
@@ -258,7 +292,42 @@ def wire_agents(
                 pending,
             )
 
-    async def note_due(
+    class _Judgement:
+        """The credit files of one table partition that one batch changes.
+
+        Each file is read once, gets every fact of the batch in memory, and is written once.
+        """
+
+        def __init__(self, partition: int, pending: BatchOutput, now: datetime) -> None:
+            self.partition = partition
+            self.pending = pending
+            self.now = now
+            self.files: dict[bytes, CreditFile] = {}
+            self.loaded: dict[bytes, CreditFile] = {}
+
+        def file(self, key: bytes) -> CreditFile:
+            file = self.files.get(key)
+            if file is None:
+                file = decoded.get(key, app.consumer_generation_id) or _load(subject_to_file, key)
+                self.loaded[key] = file
+            return file
+
+        async def apply(self, key: bytes, fact: Fact, now: datetime | None = None) -> None:
+            outcome = apply(self.file(key), fact, policy_book, now or self.now, calendar)
+            self.files[key] = outcome.file
+            await emit(key, outcome, self.pending)
+
+        async def keep(self) -> None:
+            """Write each changed file, its due instant and its snapshot."""
+            partition, pending, now = self.partition, self.pending, self.now
+            for key, file in self.files.items():
+                write_table(subject_to_file, partition, key.decode(), file_to_dict(file), pending)
+                decoded.put(key, file, app.consumer_generation_id)
+                note_due(key, self.loaded.get(key), file, partition, pending)
+                view = snapshot(file, policy_book, now)
+                send(snapshots_topic, key, _json(to_json(view)), pending)
+
+    def note_due(
         key: bytes,
         before: CreditFile | None,
         after: CreditFile,
@@ -273,32 +342,26 @@ def wire_agents(
         if subject_due.get(key.decode()) != text:
             write_table(subject_due, partition, key.decode(), text, pending)
 
-    async def tick(
-        event: faust.EventT[Any],
-        partition: int,
-        files: dict[bytes, CreditFile],
-        loaded: dict[bytes, CreditFile],
-        pending: BatchOutput,
-    ) -> None:
-        """Wake every file of ``partition`` whose lifecycle is due at the tick's time."""
+    async def tick(event: faust.EventT[Any], judgement: _Judgement) -> None:
+        """Wake every file of the partition whose lifecycle is due at the tick's time."""
         try:
             at = parse_tick(event.message.value)
         except ValueError as exc:
             now = datetime.now(UTC)
-            letter = _process_dead_letter(event, exc, now)
+            letter = _process_dead_letter(exc)
             metrics.dead_letters.labels(facts_spec.name, letter.reason_code).inc()
             value = dead_letter_value(_source(event), letter, now)
-            send(facts_dead_letter_topic, CLOCK_KEY, serde.encode("DeadLetter", value), pending)
+            send(
+                facts_dead_letter_topic,
+                CLOCK_KEY,
+                serde.encode("DeadLetter", value),
+                judgement.pending,
+            )
             return
         metrics.clock_ticks.inc()
-        for subject in due_keys(list(subject_due.items()), partition, partitions, at):
-            key = subject.encode()
-            file = files.get(key) or _load_once(loaded, key)
-            outcome = apply(
-                file, ReviewFact(f"clock:{at.isoformat()}", at), policy_book, at, calendar
-            )
-            files[key] = outcome.file
-            await emit(key, outcome, pending)
+        dues = list(subject_due.items())
+        for subject in due_keys(dues, judgement.partition, partitions, at):
+            await judgement.apply(subject.encode(), ReviewFact(f"clock:{at.isoformat()}", at), at)
 
     @app.agent(facts_topic, name="judge_credit_files")
     async def judge_credit_files(stream: Any) -> None:
@@ -312,51 +375,33 @@ def wire_agents(
             now = datetime.now(UTC)
             async with exactly_once_batch(app, stream, events) as pending:
                 for tp, partition_events in source_partitions(events).items():
+                    judgement = _Judgement(tp.partition, pending, now)
                     with sending_for(tp):
-                        files: dict[bytes, CreditFile] = {}
-                        loaded: dict[bytes, CreditFile] = {}
                         for event in partition_events:
                             key: bytes = event.message.key or b""
                             metrics.events_in.labels(facts_spec.name).inc()
                             if key == CLOCK_KEY:
-                                await tick(event, tp.partition, files, loaded, pending)
+                                await tick(event, judgement)
                                 continue
-                            file = files.get(key) or _load_once(loaded, key)
                             try:
                                 fact: Fact = fact_from_dict(
                                     orjson.loads(event.message.value or b"null")
                                 )
-                                outcome = apply(file, fact, policy_book, now, calendar)
+                                await judgement.apply(key, fact)
                             except Exception as exc:
-                                letter = _process_dead_letter(event, exc, now)
+                                log.exception("fact for %s dead-lettered", key.decode()[:12])
+                                letter = _process_dead_letter(exc)
                                 metrics.dead_letters.labels(
                                     facts_spec.name, letter.reason_code
                                 ).inc()
-                                log.exception("fact for %s dead-lettered", key.decode()[:12])
+                                value = dead_letter_value(_source(event), letter, now)
                                 send(
                                     facts_dead_letter_topic,
                                     key,
-                                    serde.encode(
-                                        "DeadLetter",
-                                        dead_letter_value(_source(event), letter, now),
-                                    ),
+                                    serde.encode("DeadLetter", value),
                                     pending,
                                 )
-                                continue
-                            files[key] = outcome.file
-                            await emit(key, outcome, pending)
-                        for key, file in files.items():
-                            write_table(
-                                subject_to_file,
-                                tp.partition,
-                                key.decode(),
-                                file_to_dict(file),
-                                pending,
-                            )
-                            decoded.put(key, file, app.consumer_generation_id)
-                            await note_due(key, loaded.get(key), file, tp.partition, pending)
-                            view = snapshot(file, policy_book, now)
-                            send(snapshots_topic, key, _json(to_json(view)), pending)
+                        await judgement.keep()
             metrics.batch_seconds.labels("judge_credit_files").observe(
                 time.perf_counter() - started
             )
@@ -454,9 +499,14 @@ def _headers(headers: Any) -> list[tuple[str, bytes | None]]:
     return [(str(key), value) for key, value in items]
 
 
-def _process_dead_letter(event: faust.EventT[Any], exc: Exception, now: datetime) -> DeadLetter:
+def _process_dead_letter(exc: Exception) -> DeadLetter:
     # The message names the error type only: values may hold personal data.
     return DeadLetter("PROCESSING_FAILED", f"{type(exc).__name__} while applying a fact", "PROCESS")
+
+
+@functools.lru_cache(maxsize=65_536)
+def _subject_partition(subject: str, partitions: int) -> int:
+    return subject_partition(subject, partitions)  # murmur2 in pure Python: remember it
 
 
 def _load(table: Any, key: bytes) -> CreditFile:

@@ -32,6 +32,7 @@ __all__ = [
     "key_partition",
     "parse_tick",
     "send_ticks",
+    "subject_partition",
     "tick_value",
 ]
 
@@ -64,6 +65,18 @@ def key_partition(key: bytes, partitions: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
+def subject_partition(subject: str, partitions: int) -> int:
+    """The ``credit-facts`` partition, and so the table partition, of a subject's credit file.
+
+    It is the partition of the subject's key without its kind (``鲁P12345|YELLOW`` for
+    ``VEHICLE:鲁P12345|YELLOW``), so a detection keyed by its vehicle's plate and colour, as
+    upstream sends it, arrives on the same partition number as the vehicle's file: the first hop
+    can judge it in place (streams/app.py).
+    """
+    _, _, key = subject.partition(":")
+    return key_partition(key.encode(), partitions)
+
+
 def due_keys(
     dues: Iterable[tuple[str, str | None]], partition: int, partitions: int, at: datetime
 ) -> list[str]:
@@ -72,7 +85,7 @@ def due_keys(
     for key, due in dues:
         if due is None or datetime.fromisoformat(due) > at:
             continue
-        if key_partition(key.encode(), partitions) == partition:
+        if subject_partition(key, partitions) == partition:
             found.append(key)
     return sorted(found)
 

@@ -184,45 +184,6 @@ class SourcePartitionTransactionManager(TransactionManager):
             await self.producer.maybe_begin_transaction(transactional_id)
 
 
-class CommitGate:
-    """Batches run side by side; a commit waits for those running and holds new ones off.
-
-    A commit must never see half a batch (gap 2 above), but batches of different partitions,
-    or of the two agents, need not wait for one another: while one waits for the broker, the
-    other computes. A waiting commit goes first, so a steady stream of batches cannot starve it.
-    """
-
-    def __init__(self) -> None:
-        self._changed = asyncio.Condition()
-        self._batches_running = 0
-        self._committing = False
-
-    @asynccontextmanager
-    async def batch(self) -> AsyncIterator[None]:
-        async with self._changed:
-            await self._changed.wait_for(lambda: not self._committing)
-            self._batches_running += 1
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self._batches_running -= 1
-                self._changed.notify_all()
-
-    @asynccontextmanager
-    async def commit(self) -> AsyncIterator[None]:
-        async with self._changed:
-            await self._changed.wait_for(lambda: not self._committing)
-            self._committing = True
-            await self._changed.wait_for(lambda: self._batches_running == 0)
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self._committing = False
-                self._changed.notify_all()
-
-
 class _PromptFetchConsumerThread(AIOKafkaConsumerThread):
     """faust fixes the fetch wait at 1.5 s; here it is the app's ``fetch_max_wait_ms``.
 
@@ -239,17 +200,22 @@ class _PromptFetchConsumerThread(AIOKafkaConsumerThread):
 class BatchAwareConsumer(AIOKafkaConsumer):
     """A consumer whose commits never interleave with a batch being sent."""
 
-    _commit_gate: CommitGate | None = None
+    _batch_lock: asyncio.Lock | None = None
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     @property
-    def commit_gate(self) -> CommitGate:
-        """Batches pass it while they send and ack; a commit (offsets read included) closes it."""
-        if self._commit_gate is None:
-            self._commit_gate = CommitGate()
-        return self._commit_gate
+    def batch_lock(self) -> asyncio.Lock:
+        """Held while a batch is handled, sent and acked; a commit (offsets read included) waits.
+
+        Batches hold it one at a time too: both agents write the credit files of a partition,
+        and their changelog records must reach the transaction in the order of the writes.
+        A batch does not wait for the broker (the commit does), so the lock is held briefly.
+        """
+        if self._batch_lock is None:
+            self._batch_lock = asyncio.Lock()
+        return self._batch_lock
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed: Mapping[TP, int] = await super().seek_to_committed()
@@ -266,7 +232,7 @@ class BatchAwareConsumer(AIOKafkaConsumer):
         return {TP(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
-        async with self.commit_gate.commit():
+        async with self.batch_lock:
             return bool(
                 await super().force_commit(topics, start_new_transaction=start_new_transaction)
             )
@@ -289,12 +255,12 @@ class ExactlyOnceApp(faust.App):
         return ExactlyOnceTransport(self.conf.broker_consumer, self)
 
 
-def _commit_gate(app: faust.App) -> CommitGate | None:
+def _batch_lock(app: faust.App) -> asyncio.Lock | None:
     if not app.in_transaction:
         return None
     consumer = app.consumer
     if isinstance(consumer, BatchAwareConsumer):
-        return consumer.commit_gate
+        return consumer.batch_lock
     raise TypeError("exactly-once batches need an ExactlyOnceApp")
 
 
@@ -373,10 +339,14 @@ async def _send_in_record_batches(client: Any, records: Sequence[Record]) -> lis
         for key, value in entries:
             if batch.append(timestamp=None, key=key, value=value) is None:
                 # Full (the producer's max batch size): send it and start another.
+                batch.close()
                 deliveries.append(await client.send_batch(batch, topic, partition=partition))
                 batch = client.create_batch()
                 if batch.append(timestamp=None, key=key, value=value) is None:
                     raise ValueError(f"a record for {topic} is larger than a record batch")
+        # Closed: sent at once. An open one would linger, and the next batch for the partition
+        # (add_batch) would wait until it had gone.
+        batch.close()
         deliveries.append(await client.send_batch(batch, topic, partition=partition))
     return deliveries
 
@@ -391,13 +361,13 @@ async def exactly_once_batch(
     transaction and the events are acked, all while faust's commit waits, so no commit sees
     half a batch; the commit then waits until the broker has every record it covers.
     """
-    gate = _commit_gate(app)
+    lock = _batch_lock(app)
     output = BatchOutput(app)
-    if gate is None:
+    if lock is None:
         yield output
         await output.flush()
         return
-    async with gate.batch():
+    async with lock:
         try:
             yield output
             await output.flush()

@@ -26,7 +26,7 @@ from processors.model import InputEvent, PenaltyDecision
 from processors.policy import parse_policy_book
 from processors.routing import route
 from streams.app import wire_agents
-from streams.clock import CLOCK_KEY, key_partition, tick_value
+from streams.clock import CLOCK_KEY, subject_partition, tick_value
 from streams.codecs import AvroSerde
 from streams.eos import ExactlyOnceApp
 from streams.mapping import from_domain, record_name_of
@@ -46,9 +46,13 @@ class RecordingProducer:
     """Stands in for faust's producer: keeps what a batch sends, acknowledges it at once."""
 
     records: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
+    partitions: list[int | None] = field(default_factory=list)
 
-    async def send(self, topic: str, key: bytes | None, value: bytes | None, *_: Any) -> Any:
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None, *_: Any
+    ) -> Any:
         self.records.append((topic, key, value))
+        self.partitions.append(partition)
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
@@ -166,12 +170,60 @@ async def test_validate_and_route_sends_facts_publications_and_dead_letters(
         await _until(lambda: worker.producer.on("overload-detections.dead-letter"), "dead letter")
         await _until(lambda: worker.producer.on("publication-requests"), "publication")
     facts = worker.producer.on("credit-facts")
-    assert {key for key, _ in facts} == {f"VEHICLE:{PLATE}|YELLOW".encode()}
+    vehicle = f"VEHICLE:{PLATE}|YELLOW"
+    assert {key for key, _ in facts} == {vehicle.encode()}
     assert sorted(value["type"] for _, value in facts) == ["DetectionFact", "PenaltyFact"]
+    sent_to = {
+        partition
+        for (topic, _, _), partition in zip(
+            worker.producer.records, worker.producer.partitions, strict=True
+        )
+        if topic == "credit-facts"
+    }
+    assert sent_to == {subject_partition(vehicle, CREDIT_FACTS_TOPIC.partitions)}
+    assert not worker.producer.on("credit-snapshots"), "no file is judged without an assignment"
     ((_, request),) = worker.producer.on("publication-requests")
     assert request["action"] == "PUBLISH" and DRIVER not in json.dumps(request)
     ((_, letter),) = worker.producer.on("overload-detections.dead-letter")
     assert worker.serde.decode(letter).value["reason_code"] == "UNKNOWN_MAGIC_BYTE"
+
+
+async def test_the_first_hop_judges_in_place_the_files_of_its_own_partition(
+    worker: Worker,
+) -> None:
+    """Co-partitioned with credit-facts, a detection read on its vehicle's partition is judged
+    there; a penalty keyed by its decision number, read elsewhere, goes on to credit-facts."""
+    vehicle = f"VEHICLE:{PLATE}|YELLOW"
+    own = subject_partition(vehicle, CREDIT_FACTS_TOPIC.partitions)
+    other = (own + 1) % CREDIT_FACTS_TOPIC.partitions
+    worker.app.assignor._topic_groups = {
+        "overload-detections": 0,
+        "penalty-decisions": 0,
+        "licensing-decisions": 0,
+        "credit-facts": 0,
+    }
+    detection = replace(
+        weighing("agent-w2", datetime.now(UTC) - timedelta(hours=1), plate=PLATE),
+        carrier_uscc=CARRIER,
+        driver_id_number=DRIVER,
+    )
+    (decision,) = _penalties(1)
+    async with worker.app.agents["validate_and_route"].test_context() as test:
+        await _put(test, "overload-detections", b"k", _avro(worker.serde, detection), 0, own)
+        await _put(test, "penalty-decisions", b"p", _avro(worker.serde, decision), 0, other)
+        await _until(lambda: worker.producer.on("credit-snapshots"), "the vehicle judged")
+        await _until(
+            lambda: any(v["type"] == "PenaltyFact" for _, v in worker.producer.on("credit-facts")),
+            "the penalty sent on",
+        )
+    ((key, snapshot),) = worker.producer.on("credit-snapshots")
+    assert key == vehicle.encode() and snapshot["subject"] == vehicle
+    facts = worker.producer.on("credit-facts")
+    assert [value["type"] for key, value in facts if key == vehicle.encode()] == ["PenaltyFact"]
+    forwarded = {key for key, value in facts if value["type"] == "ViolationFact"}
+    assert f"DRIVER:{DRIVER}".encode() in forwarded, "the in-place judgement forwards violations"
+    stored = worker.app.tables["subject_to_file"].data[vehicle]
+    assert len(stored["detections"]) == 1, "the file holds the detection"
 
 
 async def test_judge_lists_the_vehicle_and_keeps_its_file(worker: Worker) -> None:
@@ -218,7 +270,7 @@ async def test_a_clock_tick_publishes_an_entry_whose_notice_is_over(worker: Work
         vehicle = f"VEHICLE:{PLATE}|YELLOW"
         due = datetime.fromisoformat(worker.app.tables["subject_due"].data[vehicle])
         # A tick wakes the due files of its own partition only: the vehicle's.
-        partition = key_partition(vehicle.encode(), CREDIT_FACTS_TOPIC.partitions)
+        partition = subject_partition(vehicle, CREDIT_FACTS_TOPIC.partitions)
         tick = tick_value(due + timedelta(hours=1))
         await _put(test, "credit-facts", CLOCK_KEY, tick, 0, partition)
         await _until(

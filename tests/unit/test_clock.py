@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.clock import due_keys, key_partition, parse_tick, tick_value
+from streams.clock import due_keys, key_partition, parse_tick, subject_partition, tick_value
 
 AT = datetime(2026, 12, 11, 1, 0, tzinfo=UTC)
 
@@ -47,6 +47,20 @@ def test_the_partition_is_the_one_the_producer_picks(key: str, partitions: int) 
     assert key_partition(key.encode(), partitions) == expected
 
 
+@pytest.mark.parametrize("partitions", [1, 4, 12])
+def test_a_subject_is_on_the_partition_of_the_key_upstream_gives_its_events(
+    partitions: int,
+) -> None:
+    """A detection keyed ``plate|colour`` (docs/upstream-guide.md) arrives on the partition
+    number of its vehicle's file, so the first hop can judge it in place."""
+    for plate in ("鲁P12345", "鲁PA0001", "鲁P9999X"):
+        upstream_key = f"{plate}|YELLOW".encode()
+        expected = DefaultPartitioner()(
+            upstream_key, list(range(partitions)), list(range(partitions))
+        )
+        assert subject_partition(f"VEHICLE:{plate}|YELLOW", partitions) == expected
+
+
 def test_a_tick_wakes_the_due_files_of_its_partition_only() -> None:
     keys = [f"VEHICLE:鲁P{n:05d}|YELLOW" for n in range(40)]
     dues = [(key, (AT - timedelta(hours=n % 3 - 1)).isoformat()) for n, key in enumerate(keys)]
@@ -58,7 +72,7 @@ def test_a_tick_wakes_the_due_files_of_its_partition_only() -> None:
             for key, due in dues
             if due is not None
             and datetime.fromisoformat(due) <= AT
-            and key_partition(key.encode(), 3) == partition
+            and subject_partition(key, 3) == partition
         )
         assert woken == expected
     woken_anywhere = {key for p in range(3) for key in due_keys(dues, p, 3, AT)}
