@@ -1,0 +1,66 @@
+"""The offsets a worker commits on a topic written in transactions (streams/eos.py).
+
+A ``read_committed`` consumer never sees a transaction's commit marker: each is an offset with no
+record, a gap that faust learns of when it reads the record after it. These tests drive faust's
+own bookkeeping the way its fetcher does (``_add_gap`` on reading past missing offsets, then an
+ack per record) and ask what a commit may take, without a broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from faust.types import TP
+
+from streams.eos import BatchAwareConsumer, ExactlyOnceApp
+
+FACTS = TP("credit-facts", 0)
+
+
+@pytest.fixture
+def consumer(tmp_path: Path) -> Iterator[BatchAwareConsumer]:
+    app = ExactlyOnceApp(
+        "commit-offsets-test",
+        broker="kafka://127.0.0.1:1",  # never connected
+        store="memory://",
+        processing_guarantee="exactly_once",
+        datadir=str(tmp_path),
+    )
+    made = app.consumer
+    assert isinstance(made, BatchAwareConsumer)
+    yield made
+    loop = getattr(getattr(made, "_thread", None), "thread_loop", None)
+    if loop is not None and not loop.is_closed():
+        loop.close()
+
+
+async def _read_and_ack(consumer: BatchAwareConsumer, offsets: list[int]) -> None:
+    """Read ``offsets`` in order as faust's fetcher does, then ack each record."""
+    read = None
+    for offset in offsets:
+        if read is not None and offset - read > 1:
+            await consumer._add_gap(FACTS, read + 1, offset)  # the fetcher's own call
+        read = offset
+    for offset in offsets:
+        consumer._acked_index[FACTS].add(offset)
+        consumer._acked[FACTS].append(offset)
+
+
+async def test_one_commit_takes_every_handled_record_past_every_marker(
+    consumer: BatchAwareConsumer,
+) -> None:
+    # Records 0-9, two markers (10, 11), records 12-19, a marker (20), records 21-29.
+    records = [*range(10), *range(12, 20), *range(21, 30)]
+    await _read_and_ack(consumer, records)
+    assert consumer._new_offset(FACTS) == 30
+
+
+async def test_a_record_not_yet_handled_still_holds_the_commit_back(
+    consumer: BatchAwareConsumer,
+) -> None:
+    await _read_and_ack(consumer, [*range(10), *range(12, 20)])
+    consumer._acked[FACTS].remove(15)  # read but not handled: nothing from 15 on may commit
+    consumer._acked_index[FACTS].discard(15)
+    assert consumer._new_offset(FACTS) == 15
