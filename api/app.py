@@ -19,31 +19,41 @@ cannot know: Redis down, or a store still loading, is a 503 with ``Retry-After``
 
 Nothing here logs an identifier: no access log (paths hold ID numbers), and errors are logged by
 route template.
+
+``run_api`` serves it with the lean HTTP/1.1 server of ``api/http.py`` and routes requests itself
+(a dictionary look-up per request): aiohttp's web framework cost about half of a lookup's CPU
+(BENCHMARKS.md, notes on the Lookup API). :func:`create_api_app` wraps the same handler in an
+aiohttp application, for tests and for embedding.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import itertools
 import logging
 import os
 import re
+import signal
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, unquote
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api.auth import ApiKey, KeyFileError, KeyRegistry, RateLimiter, Scope, presented_key
+from api.http import JSON, Handler, HttpError, HttpRequest, HttpResponse, HttpServer
 from api.metrics import ApiMetrics, CounterChild
 from api.openapi import openapi_document
 from api.queries import (
     BODY_INVALID,
+    QUERY_CACHE_SIZE,
     BatchError,
     Kind,
     QueryError,
@@ -65,7 +75,7 @@ from api.store import (
 from sinks.serving_store import LIST_FIELDS, NOT_LISTED, connect_redis, shown_subject
 from streams.settings import Settings
 
-__all__ = ["ROUTES", "create_api_app", "run_api"]
+__all__ = ["ROUTES", "SERVED", "create_api_app", "create_api_handler", "run_api"]
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +91,9 @@ STORE_UNAVAILABLE_RETRY_AFTER = 1
 STORE_NOT_READY_RETRY_AFTER = 5
 """Seconds a client should wait after a 503 because the store is loading."""
 MAX_AUDIT_PAGE = 1000
+MAX_BODY = 1024**2
+"""Bytes a request body may hold (1,000 queries take about 70 KB)."""
 
-_JSON = "application/json; charset=utf-8"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 _UNKNOWN_LISTS = {
@@ -133,17 +144,30 @@ class _HttpError(Exception):
             body["errors"] = errors
         self.body = {"error": body}
 
-    def response(self, request_id: str) -> web.Response:
-        return _json(orjson.dumps(self.body), self.status, request_id, self.headers)
+    def response(self, request_id: str | None) -> HttpResponse:
+        """The answer; with ``X-Request-ID`` when the request got an id."""
+        headers = tuple(self.headers.items())
+        if request_id is not None:
+            headers = (("X-Request-ID", request_id), *headers)
+        return HttpResponse(self.status, orjson.dumps(self.body), JSON, headers)
 
 
-def _json(
-    body: bytes, status: int, request_id: str, extra: dict[str, str] | None = None
-) -> web.Response:
-    headers = {"Content-Type": _JSON, "X-Request-ID": request_id}
-    if extra:
-        headers.update(extra)
-    return web.Response(body=body, status=status, headers=headers)
+def _json(body: bytes, request_id: str) -> HttpResponse:
+    """A 200 answer."""
+    return HttpResponse(200, body, JSON, (("X-Request-ID", request_id),))
+
+
+_NO_QUERY: dict[str, str] = {}
+
+
+def _query(request: HttpRequest) -> dict[str, str]:
+    """The query string's parameters, the first value of each (as aiohttp's ``query.get``)."""
+    if not request.query_string:  # most lookups: parsing an empty one costs as much as a full one
+        return _NO_QUERY
+    parameters: dict[str, str] = {}
+    for name, value in parse_qsl(request.query_string, keep_blank_values=True):
+        parameters.setdefault(name, value)
+    return parameters
 
 
 def _unknown(subject: str, evidence: bool) -> dict[str, Any]:
@@ -199,6 +223,58 @@ def _freshness(lookup: Lookup, evidence: bool) -> dict[str, Any]:
     }
 
 
+RouteHandler = Callable[[HttpRequest, str], Awaitable[HttpResponse]]
+"""Answers a request to one route; gets the path's parameter ("" on routes without one)."""
+
+
+class _Route(NamedTuple):
+    """A route: its template, the methods it answers and its handler."""
+
+    template: str
+    methods: frozenset[str]
+    handler: RouteHandler
+
+
+@functools.lru_cache(maxsize=QUERY_CACHE_SIZE)
+def _path_segment(raw: str) -> str:
+    """A path segment, percent-decoded: plates hold a Chinese character, so most are encoded,
+    and the same ones come back all day (``unquote`` took 4 % of a lookup's CPU)."""
+    return unquote(raw)
+
+
+class _Router:
+    """Routes by path: a dictionary look-up for the fixed paths, and one for the prefix of the
+    paths with a parameter in their last segment (``/v1/vehicles/{plate}``)."""
+
+    def __init__(self, routes: list[_Route]) -> None:
+        self.routes = tuple(routes)
+        self._fixed: dict[str, _Route] = {}
+        self._prefixed: dict[str, _Route] = {}
+        for route in routes:
+            prefix, _, last = route.template.rpartition("/")
+            if last.startswith("{"):
+                self._prefixed[prefix] = route
+            else:
+                self._fixed[route.template] = route
+
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path
+        parameter = ""
+        route = self._fixed.get(path)
+        if route is None:
+            prefix, _, last = path.rpartition("/")
+            route = self._prefixed.get(prefix) if last else None
+            if route is None:
+                return _HttpError(404, "NOT_FOUND", "no such route").response(None)
+            parameter = _path_segment(last) if "%" in last else last
+        if request.method not in route.methods:
+            allowed = ", ".join(sorted(route.methods))
+            return _HttpError(
+                405, "METHOD_NOT_ALLOWED", "method not allowed", headers={"Allow": allowed}
+            ).response(None)
+        return await route.handler(request, parameter)
+
+
 class _Api:
     """The handlers, over their dependencies."""
 
@@ -221,17 +297,17 @@ class _Api:
         self._counters: dict[tuple[str, int], CounterChild] = {}
         self._identifiers: dict[tuple[str, str], CounterChild] = {}
 
-    # --- the wrapper every route goes through ---
+    # --- the wrapper every API route goes through ---
 
     def route(
         self,
         route: str,
-        handler: Callable[[web.Request, str], Awaitable[web.Response]],
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        handler: Callable[[HttpRequest, str, str], Awaitable[HttpResponse]],
+    ) -> RouteHandler:
         """``handler`` with request ids, error answers and metrics."""
         seconds = self.metrics.request_seconds.labels(route)
 
-        async def handle(request: web.Request) -> web.Response:
+        async def handle(request: HttpRequest, parameter: str) -> HttpResponse:
             started = time.perf_counter()
             given = request.headers.get("X-Request-ID")
             if given is not None and _REQUEST_ID.fullmatch(given):
@@ -239,7 +315,7 @@ class _Api:
             else:
                 request_id = f"{self._request_prefix}-{next(self._request_ids)}"
             try:
-                response = await handler(request, request_id)
+                response = await handler(request, request_id, parameter)
             except _HttpError as exc:
                 response = exc.response(request_id)
             except StoreUnavailableError:
@@ -258,7 +334,7 @@ class _Api:
                     "the serving store is loading; try again",
                     headers={"Retry-After": str(STORE_NOT_READY_RETRY_AFTER)},
                 ).response(request_id)
-            except web.HTTPException as exc:  # aiohttp's own, e.g. a body over the size limit
+            except HttpError as exc:  # the body: too long, or malformed
                 code = re.sub(r"\W+", "_", exc.reason).upper()
                 response = _HttpError(exc.status, code, exc.reason).response(request_id)
             except Exception as exc:  # noqa: BLE001 (answered 500, logged without its message)
@@ -276,7 +352,7 @@ class _Api:
 
         return handle
 
-    def authorise(self, request: web.Request, scope: Scope) -> ApiKey:
+    def authorise(self, request: HttpRequest, scope: Scope) -> ApiKey:
         """The request's key, if it holds ``scope`` and is within its rate."""
         headers = request.headers
         key = self.keys.authenticate(
@@ -301,10 +377,9 @@ class _Api:
             )
         return key
 
-    def lookup_key(self, request: web.Request) -> tuple[ApiKey, bool]:
+    def lookup_key(self, request: HttpRequest, query: dict[str, str]) -> tuple[ApiKey, bool]:
         """The key and whether the answer includes evidence (``?detail=``, else its best)."""
-        # Most lookups have no query string: parsing an empty one costs as much as a full one.
-        detail = request.query.get("detail") if request.query_string else None
+        detail = query.get("detail")
         if detail == Scope.EVIDENCE:
             return self.authorise(request, Scope.EVIDENCE), True
         key = self.authorise(request, Scope.BASIC)
@@ -334,43 +409,43 @@ class _Api:
 
     async def single(
         self, route: str, request_id: str, key: ApiKey, query: SubjectQuery, evidence: bool
-    ) -> web.Response:
+    ) -> HttpResponse:
         result = await self.lookup(key, route, request_id, [query], evidence)
         body = _freshness(result, evidence)
         body.update(_answer_body(result.answers[0], evidence))
-        return _json(orjson.dumps(body), 200, request_id)
+        return _json(orjson.dumps(body), request_id)
 
     # --- routes ---
 
-    async def vehicle(self, request: web.Request, request_id: str) -> web.Response:
-        key, evidence = self.lookup_key(request)
-        colour = request.query.get("colour") if request.query_string else None
+    async def vehicle(self, request: HttpRequest, request_id: str, plate: str) -> HttpResponse:
+        query = _query(request)
+        key, evidence = self.lookup_key(request, query)
         try:
-            query = vehicle_query(request.match_info["plate"], colour)
+            subject = vehicle_query(plate, query.get("colour"))
         except QueryError as exc:
             raise _HttpError(400, exc.code, exc.message, field=exc.field) from None
-        return await self.single(VEHICLE_ROUTE, request_id, key, query, evidence)
+        return await self.single(VEHICLE_ROUTE, request_id, key, subject, evidence)
 
-    async def carrier(self, request: web.Request, request_id: str) -> web.Response:
-        key, evidence = self.lookup_key(request)
+    async def carrier(self, request: HttpRequest, request_id: str, uscc: str) -> HttpResponse:
+        key, evidence = self.lookup_key(request, _query(request))
         try:
-            query = carrier_query(request.match_info["uscc"])
+            subject = carrier_query(uscc)
         except QueryError as exc:
             raise _HttpError(400, exc.code, exc.message, field=exc.field) from None
-        return await self.single(CARRIER_ROUTE, request_id, key, query, evidence)
+        return await self.single(CARRIER_ROUTE, request_id, key, subject, evidence)
 
-    async def driver(self, request: web.Request, request_id: str) -> web.Response:
-        key, evidence = self.lookup_key(request)
+    async def driver(self, request: HttpRequest, request_id: str, id_number: str) -> HttpResponse:
+        key, evidence = self.lookup_key(request, _query(request))
         try:
-            query = driver_query(request.match_info["id_number"], self.today())
+            subject = driver_query(id_number, self.today())
         except QueryError as exc:
             raise _HttpError(400, exc.code, exc.message, field=exc.field) from None
-        return await self.single(DRIVER_ROUTE, request_id, key, query, evidence)
+        return await self.single(DRIVER_ROUTE, request_id, key, subject, evidence)
 
-    async def batch(self, request: web.Request, request_id: str) -> web.Response:
-        key, evidence = self.lookup_key(request)
+    async def batch(self, request: HttpRequest, request_id: str, _: str) -> HttpResponse:
+        key, evidence = self.lookup_key(request, _query(request))
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(await request.body(MAX_BODY))
         except orjson.JSONDecodeError:
             raise _HttpError(400, BODY_INVALID, "the body is not JSON", field="body") from None
         try:
@@ -389,11 +464,11 @@ class _Api:
         answer = _freshness(result, evidence) | {
             "answers": [_answer_body(a, evidence) for a in result.answers]
         }
-        return _json(orjson.dumps(answer), 200, request_id)
+        return _json(orjson.dumps(answer), request_id)
 
-    async def audit(self, request: web.Request, request_id: str) -> web.Response:
+    async def audit(self, request: HttpRequest, request_id: str, _: str) -> HttpResponse:
         self.authorise(request, Scope.AUDIT)
-        params = request.query
+        params = _query(request)
         try:
             count = int(params.get("count", "100"))
         except ValueError:
@@ -414,7 +489,80 @@ class _Api:
             identifier=params.get("identifier"),
         )
         body = {"entries": list(page.entries), "next_before": page.next_before}
-        return _json(orjson.dumps(body), 200, request_id)
+        return _json(orjson.dumps(body), request_id)
+
+
+_GET = frozenset({"GET"})
+_GET_AND_HEAD = frozenset({"GET", "HEAD"})
+_POST = frozenset({"POST"})
+
+
+def _routes(
+    api: _Api, store: StoreReader, registry: CollectorRegistry, openapi: bytes
+) -> list[_Route]:
+    async def openapi_json(_: HttpRequest, __: str) -> HttpResponse:
+        return HttpResponse(200, openapi)
+
+    async def metrics(_: HttpRequest, __: str) -> HttpResponse:
+        # As aiohttp served it: the type without the format version.
+        return HttpResponse(200, generate_latest(registry), CONTENT_TYPE_LATEST.split(";")[0])
+
+    async def live(_: HttpRequest, __: str) -> HttpResponse:
+        return HttpResponse(200, orjson.dumps({"status": "live"}))
+
+    async def ready(_: HttpRequest, __: str) -> HttpResponse:
+        try:
+            state = await store.readiness()
+        except StoreUnavailableError:
+            return HttpResponse(503, orjson.dumps({"status": "not ready", "redis": "down"}))
+        is_ready = bool(state["store_ready"])
+        body = {"status": "ready" if is_ready else "not ready", **state}
+        return HttpResponse(200 if is_ready else 503, orjson.dumps(body))
+
+    # No HEAD on lookups: it would be answered (and audited) without a body.
+    return [
+        _Route(VEHICLE_ROUTE, _GET, api.route(VEHICLE_ROUTE, api.vehicle)),
+        _Route(CARRIER_ROUTE, _GET, api.route(CARRIER_ROUTE, api.carrier)),
+        _Route(DRIVER_ROUTE, _GET, api.route(DRIVER_ROUTE, api.driver)),
+        _Route(BATCH_ROUTE, _POST, api.route(BATCH_ROUTE, api.batch)),
+        _Route(AUDIT_ROUTE, _GET, api.route(AUDIT_ROUTE, api.audit)),
+        _Route("/openapi.json", _GET_AND_HEAD, openapi_json),
+        _Route("/metrics", _GET_AND_HEAD, metrics),
+        _Route("/health/live", _GET_AND_HEAD, live),
+        _Route("/health/ready", _GET_AND_HEAD, ready),
+    ]
+
+
+SERVED = (
+    *((route, "GET") for route in (VEHICLE_ROUTE, CARRIER_ROUTE, DRIVER_ROUTE, AUDIT_ROUTE)),
+    (BATCH_ROUTE, "POST"),
+    *((path, "GET") for path in ("/openapi.json", "/metrics", "/health/live", "/health/ready")),
+)
+"""Every route and method the API answers (HEAD aside), as ``(template, method)``."""
+
+
+def create_api_handler(
+    store: StoreReader,
+    keys: KeyRegistry,
+    registry: CollectorRegistry,
+    *,
+    limiter: RateLimiter | None = None,
+    today: Callable[[], date] = china_today,
+) -> Handler:
+    """The API over ``store``, accepting ``keys``, with metrics on ``registry``: a handler for
+    :class:`api.http.HttpServer`.
+
+    :param store: the serving store; the caller owns it (and closes it).
+    :param keys: the agencies' keys.
+    :param registry: where the API's metrics go (and what /metrics serves).
+    :param limiter: per-key rate limits; a fresh one when None.
+    :param today: today's date in China, for the birth dates in ID numbers.
+    """
+    api = _Api(store, keys, ApiMetrics.create(registry), limiter or RateLimiter(), today)
+    routes = _routes(api, store, registry, orjson.dumps(openapi_document()))
+    router = _Router(routes)
+    assert {(r.template, m) for r in routes for m in r.methods if m != "HEAD"} == set(SERVED)
+    return router
 
 
 def create_api_app(
@@ -425,51 +573,20 @@ def create_api_app(
     limiter: RateLimiter | None = None,
     today: Callable[[], date] = china_today,
 ) -> web.Application:
-    """The API over ``store``, accepting ``keys``, with metrics on ``registry``.
+    """:func:`create_api_handler`'s API as an aiohttp application (one route for every path),
+    for tests and for embedding; ``run_api`` serves the handler with :class:`HttpServer`.
+    Parameters as :func:`create_api_handler`'s."""
+    handler = create_api_handler(store, keys, registry, limiter=limiter, today=today)
 
-    :param store: the serving store; the caller owns it (and closes it).
-    :param keys: the agencies' keys.
-    :param registry: where the API's metrics go (and what /metrics serves).
-    :param limiter: per-key rate limits; a fresh one when None.
-    :param today: today's date in China, for the birth dates in ID numbers.
-    """
-    api = _Api(store, keys, ApiMetrics.create(registry), limiter or RateLimiter(), today)
-    openapi = orjson.dumps(openapi_document())
-
-    async def openapi_json(_: web.Request) -> web.Response:
-        return web.Response(body=openapi, headers={"Content-Type": _JSON})
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0]
+    async def serve(request: web.Request) -> web.Response:
+        answer = await handler(
+            HttpRequest(request.method, request.raw_path, request.headers, request.content)
         )
+        headers = {"Content-Type": answer.content_type, **dict(answer.headers)}
+        return web.Response(body=answer.body, status=answer.status, headers=headers)
 
-    async def live(_: web.Request) -> web.Response:
-        return web.json_response({"status": "live"})
-
-    async def ready(_: web.Request) -> web.Response:
-        try:
-            state = await store.readiness()
-        except StoreUnavailableError:
-            return web.json_response({"status": "not ready", "redis": "down"}, status=503)
-        is_ready = bool(state["store_ready"])
-        return web.json_response(
-            {"status": "ready" if is_ready else "not ready", **state},
-            status=200 if is_ready else 503,
-        )
-
-    app = web.Application()
-    router = app.router
-    # No HEAD on lookups: it would be answered (and audited) without a body.
-    router.add_get(VEHICLE_ROUTE, api.route(VEHICLE_ROUTE, api.vehicle), allow_head=False)
-    router.add_get(CARRIER_ROUTE, api.route(CARRIER_ROUTE, api.carrier), allow_head=False)
-    router.add_get(DRIVER_ROUTE, api.route(DRIVER_ROUTE, api.driver), allow_head=False)
-    router.add_post(BATCH_ROUTE, api.route(BATCH_ROUTE, api.batch))
-    router.add_get(AUDIT_ROUTE, api.route(AUDIT_ROUTE, api.audit), allow_head=False)
-    router.add_get("/openapi.json", openapi_json)
-    router.add_get("/metrics", metrics)
-    router.add_get("/health/live", live)
-    router.add_get("/health/ready", ready)
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_route("*", "/{path:.*}", serve)
     return app
 
 
@@ -493,30 +610,38 @@ def run_api(settings: Settings) -> None:
     )
     loop = _event_loop()
     asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(_serve(settings, keys))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def _serve(settings: Settings, keys: KeyRegistry) -> None:
     # A down Redis must turn into a 503 quickly, not hold officers' requests.
     store = StoreReader(
         connect_redis(settings.redis_url, timeout=0.5, bounded_reads=False), timeout=0.5
     )
-    app = create_api_app(store, keys, CollectorRegistry())
-
-    async def close_store(_: web.Application) -> None:
+    # No access log (the server has none): paths hold ID numbers.
+    server = HttpServer(create_api_handler(store, keys, CollectorRegistry()))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    try:
+        # A backlog of 128 (aiohttp's default) overflowed in a benchmark when the process
+        # stalled for a moment; a dropped SYN costs the client a 1 s retransmission.
+        await server.start(settings.bind_host, settings.api_port, backlog=1024)
+        # What exists now (modules, routes, keys) lives as long as the process: keep it out of
+        # the collector's full passes, which would otherwise pause every request in flight.
+        gc.freeze()
+        log.info(
+            "query API on %s:%d with %d keys",
+            settings.bind_host,
+            settings.api_port,
+            len(keys.keys),
+        )
+        await stop.wait()
+    finally:
+        await server.close()
         await store.close()
-
-    app.on_cleanup.append(close_store)
-    # What exists now (modules, routes, keys) lives as long as the process: keep it out of the
-    # collector's full passes, which would otherwise pause every request in flight.
-    gc.freeze()
-    log.info(
-        "query API on %s:%d with %d keys", settings.bind_host, settings.api_port, len(keys.keys)
-    )
-    web.run_app(
-        app,
-        host=settings.bind_host,
-        port=settings.api_port,
-        access_log=None,  # paths hold ID numbers: never log them
-        # aiohttp's default of 128 overflowed in a benchmark when the process stalled for a
-        # moment; a dropped SYN costs the client a 1 s retransmission.
-        backlog=1024,
-        loop=loop,
-        print=None,
-    )

@@ -632,24 +632,28 @@ def cpu_seconds(pid: int) -> float:
 # Where a CPU sample of the API process is, by the function it was in (its leaf frame).
 API_CODE = "the API's own code (keys, rate, identifiers, answers; with the C it calls)"
 _NATIVE_IO = (
-    "run_app (aiohttp/web.py",  # native code under the loop: uvloop, epoll, recv
-    "StreamWriter._writelines (aiohttp/http_writer.py",  # transport.write of a response: send()
+    "run_api (api/app.py",  # native code under the loop: uvloop, epoll, recv
+    "run_app (aiohttp/web.py",  # the same, when the API ran on aiohttp's web server
+    "_Connection._write (api/http.py",  # transport.write of a response: send()
+    "StreamWriter._writelines (aiohttp/http_writer.py",  # the same, on aiohttp's web server
     "StreamWriter.writelines (asyncio/streams.py",  # a Redis command's send() (redis-py)
     "_Connection.send (api/store.py",  # a script call's send() (the API's own connection)
 )
 REDIS_CLIENT = (
     "Redis client (packing commands, parsing replies: api/store.py's connection, hiredis)"
 )
+HTTP_LAYER = "HTTP (api/http.py and aiohttp's C request parser under it; yarl URLs)"
 _LAYERS = (
-    ("_Connection.", REDIS_CLIENT),  # api/store.py's connection: hiredis parsing under it
-    ("api/", API_CODE),
-    ("processors/", API_CODE),
-    ("redis/", REDIS_CLIENT),
-    ("hiredis", REDIS_CLIENT),
-    ("prometheus_client/", "metrics"),
-    ("aiohttp/", "aiohttp (parsing, routing, building responses)"),
-    ("yarl/", "aiohttp (parsing, routing, building responses)"),
-    ("multidict/", "aiohttp (parsing, routing, building responses)"),
+    ("api/store.py", REDIS_CLIENT, "_Connection."),  # its connection: hiredis parsing under it
+    ("api/http.py", HTTP_LAYER, ""),
+    ("api/", API_CODE, ""),
+    ("processors/", API_CODE, ""),
+    ("redis/", REDIS_CLIENT, ""),
+    ("hiredis", REDIS_CLIENT, ""),
+    ("prometheus_client/", "metrics", ""),
+    ("aiohttp/", "aiohttp (parsing, routing, building responses)", ""),
+    ("yarl/", HTTP_LAYER, ""),
+    ("multidict/", "aiohttp (parsing, routing, building responses)", ""),
 )
 NATIVE_IO = "uvloop and socket system calls (sends of responses and Redis commands)"
 
@@ -658,8 +662,9 @@ def classify(leaf: str) -> str:
     if leaf.startswith(_NATIVE_IO):  # a sample in native code is charged to its caller
         return NATIVE_IO
     where = leaf[leaf.rfind("(") + 1 :]
-    for prefix, layer in _LAYERS:
-        if where.startswith(prefix) or f"/{prefix}" in where or leaf.startswith(prefix):
+    for prefix, layer, function in _LAYERS:
+        in_file = where.startswith(prefix) or f"/{prefix}" in where or leaf.startswith(prefix)
+        if in_file and leaf.startswith(function):
             return layer
     return "asyncio and the rest of Python"
 
@@ -932,7 +937,8 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> str:
         "drivers, 20 % carriers, 20 % drivers, 5 % blacklisted) in a Redis of its own, "
         f"written through the sink's write path in {results['fill_seconds']:.1f} s "
         f"({results['subjects'] / results['fill_seconds']:,.0f} snapshots/s).",
-        "- API: one process (`run_api`, aiohttp + uvloop), `basic` scope; every lookup goes "
+        "- API: one process (`run_api`: api/http.py's HTTP/1.1 server with aiohttp's C request "
+        "parser, uvloop), `basic` scope; every lookup goes "
         "through the one Lua call that also appends its audit entry (concurrent lookups share "
         "a call, pipelined on the API's own Redis connection). Server, Redis and the load "
         "client share the 2 cores; the Python clients run in this benchmark's process (uvloop, "

@@ -3,6 +3,8 @@ the sink, answered by the API over the real Redis (issue 5).
 
 Covers the answer (a vehicle with its carrier and driver), a removal, authentication and scopes,
 the rate limit, malformed identifiers, the audit log, and Redis down (503, never "not listed").
+The API is served as ``run_api`` serves it (``api/http.py``'s server); one test checks that the
+aiohttp application of ``create_api_app`` answers the same.
 """
 
 from __future__ import annotations
@@ -11,19 +13,22 @@ import io
 import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from api.app import create_api_app
-from api.auth import ApiKey, KeyRegistry, RateLimiter, Scope, hash_key
+from api.app import create_api_app, create_api_handler
+from api.auth import ApiKey, KeyRegistry, Scope, hash_key
+from api.http import Handler, HttpServer
 from api.store import StoreReader
 from ops.services import LocalRedis
 from processors.facts import ReviewFact
@@ -76,9 +81,22 @@ def _auth(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[name][0]}"}
 
 
+@asynccontextmanager
+async def _served(handler: Handler) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client of ``handler`` served by the API's HTTP server on a free loopback port."""
+    server = HttpServer(handler)
+    await server.start("127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{server.port}") as client:
+            yield client
+    finally:
+        await server.close()
+
+
 @dataclass
 class Env:
-    client: TestClient[Any, Any]
+    client: aiohttp.ClientSession
+    store: StoreReader
     redis: Redis
     layout: ServingStoreLayout
     topics: Topics
@@ -113,13 +131,10 @@ async def env(
     redis = connect_redis(redis_service.url)
     sink = await start_sink(redis, bootstrap, topics, layout)
     store = StoreReader(connect_redis(redis_service.url, timeout=0.5), layout)
-    app = create_api_app(store, _registry(), CollectorRegistry())
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
     try:
-        yield Env(client, redis, layout, topics, bootstrap, sink, DEFAULT_BOOK)
+        async with _served(create_api_handler(store, _registry(), CollectorRegistry())) as client:
+            yield Env(client, store, redis, layout, topics, bootstrap, sink, DEFAULT_BOOK)
     finally:
-        await client.close()
         await store.close()
         await sink.close()
         await redis.aclose()
@@ -414,45 +429,68 @@ async def test_redis_down_is_503_with_retry_after_never_not_listed(tmp_path: Pat
     )
     await redis.hset(layout.meta, mapping={"ready": "1", "as_of": stored.as_of})
     store = StoreReader(connect_redis(server.url, timeout=0.5), layout)
-    limiter = RateLimiter()
-    client: TestClient[Any, Any] = TestClient(
-        TestServer(
-            create_api_app(
-                store,
-                _registry(),
-                CollectorRegistry(),
-                limiter=limiter,
-                today=lambda: date(2026, 6, 1),
-            )
-        )
+    handler = create_api_handler(
+        store, _registry(), CollectorRegistry(), today=lambda: date(2026, 6, 1)
     )
-    await client.start_server()
     path = f"/v1/vehicles/{quote(PLATE)}?colour={PlateColour.YELLOW.value}"
     try:
-        response = await client.get(path, headers=_auth("police"))
-        assert response.status == 200 and (await response.json())["subject"]["listed"] is True
+        async with _served(handler) as client:
+            response = await client.get(path, headers=_auth("police"))
+            assert response.status == 200 and (await response.json())["subject"]["listed"] is True
 
-        server.kill()
-        response = await client.get(path, headers=_auth("police"))
-        assert response.status == 503
-        assert response.headers["Retry-After"] == "1"
-        assert (await response.json())["error"]["code"] == "STORE_UNAVAILABLE"
-        response = await client.post(
-            "/v1/lookup",
-            json={"queries": [{"kind": "vehicle", "plate": PLATE}]},
-            headers=_auth("police"),
-        )
-        assert response.status == 503
-        assert (await client.get("/health/ready")).status == 503
-        assert (await client.get("/health/live")).status == 200
+            server.kill()
+            response = await client.get(path, headers=_auth("police"))
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "1"
+            assert (await response.json())["error"]["code"] == "STORE_UNAVAILABLE"
+            response = await client.post(
+                "/v1/lookup",
+                json={"queries": [{"kind": "vehicle", "plate": PLATE}]},
+                headers=_auth("police"),
+            )
+            assert response.status == 503
+            assert (await client.get("/health/ready")).status == 503
+            assert (await client.get("/health/live")).status == 200
 
-        server = LocalRedis(tmp_path / "redis", port=server.port).start()
-        response = await client.get(path, headers=_auth("police"))
-        assert response.status == 503  # Redis is back, empty: the store must be loaded first
-        assert (await response.json())["error"]["code"] == "STORE_NOT_READY"
-        assert int(response.headers["Retry-After"]) >= 1
+            server = LocalRedis(tmp_path / "redis", port=server.port).start()
+            response = await client.get(path, headers=_auth("police"))
+            assert response.status == 503  # Redis is back, empty: the store must be loaded first
+            assert (await response.json())["error"]["code"] == "STORE_NOT_READY"
+            assert int(response.headers["Retry-After"]) >= 1
     finally:
-        await client.close()
         await store.close()
         await redis.aclose()
         server.stop()
+
+
+async def test_the_aiohttp_application_answers_as_the_server_does(env: Env) -> None:
+    """create_api_app (for tests and embedding) wraps the same handler: same statuses, headers
+    and bodies, the router's 404 and 405 included."""
+    await _stream_real_case(env)
+    app = create_api_app(env.store, _registry(), CollectorRegistry())
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    requests: list[tuple[str, str, dict[str, str]]] = [
+        ("GET", f"/v1/vehicles/{quote(PLATE)}", _auth("police")),
+        ("GET", f"/v1/drivers/{DRIVER}?detail=basic", _auth("bureau")),
+        ("GET", "/v1/carriers/91371524MA3C000010", _auth("police")),
+        ("GET", f"/v1/carriers/{CARRIER}", {}),
+        ("HEAD", f"/v1/vehicles/{quote(PLATE)}", _auth("police")),
+        ("GET", "/v1/lookup", _auth("police")),
+        ("GET", "/v1/nothing-here", _auth("police")),
+    ]
+    try:
+        for method, path, headers in requests:
+            headers = {**headers, "X-Request-ID": "same-id"}
+            ours = await env.client.request(method, path, headers=headers)
+            theirs = await client.request(method, path, headers=headers)
+            assert ours.status == theirs.status, path
+            for name in ("Content-Type", "X-Request-ID", "Allow", "WWW-Authenticate"):
+                assert ours.headers.get(name) == theirs.headers.get(name), (path, name)
+            body = await ours.read()
+            if method == "HEAD" or ours.status != 200:
+                assert body == await theirs.read(), path
+            else:  # the same answer, bar the freshness of the store
+                assert json.loads(body)["query"] == (await theirs.json())["query"]
+    finally:
+        await client.close()
