@@ -13,6 +13,7 @@ formats it does not know.
 from __future__ import annotations
 
 import enum
+import functools
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -187,7 +188,9 @@ def parse_subject(raw: object, path: str = "subject") -> SubjectRef:
     return _decode_subject(raw, path)
 
 
+@functools.lru_cache(maxsize=262_144)
 def _encode_instant(value: datetime) -> str:
+    # Remembered: a file's recent-event map holds hundreds of instants, written at every change.
     return value.astimezone(UTC).isoformat()
 
 

@@ -634,6 +634,31 @@ def _cases(components: Iterable[_Component]) -> list[_Case]:
     return [case for component in components for case in component.cases]
 
 
+class _AnalysedFiles:
+    """The last files analysed, by identity, with their components.
+
+    A file's analysis is a pure function of the (frozen) file, and the same file is analysed
+    more than once: when a fact is applied, by the snapshot written after the batch, by the
+    next fact's ``before``. Bounded; the oldest go first.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._files: dict[int, tuple[CreditFile, tuple[_Component, ...]]] = {}
+
+    def get(self, file: CreditFile) -> tuple[_Component, ...] | None:
+        hit = self._files.get(id(file))
+        return hit[1] if hit is not None and hit[0] is file else None
+
+    def put(self, file: CreditFile, components: tuple[_Component, ...]) -> None:
+        self._files[id(file)] = (file, components)  # holds the file: its id stays its own
+        if len(self._files) > self._limit:
+            del self._files[next(iter(self._files))]
+
+
+_ANALYSED = _AnalysedFiles(4096)
+
+
 def _analyse(
     file: CreditFile, memo: dict[tuple[int, ...], _Component] | None = None
 ) -> tuple[_Component, ...]:
@@ -642,6 +667,16 @@ def _analyse(
     ``memo`` shares components between two files of one :func:`apply` that hold the same
     permits and certificates: before and after a fact, all but one component are the same.
     """
+    analysed = _ANALYSED.get(file)
+    if analysed is None:
+        analysed = _analyse_file(file, memo)
+        _ANALYSED.put(file, analysed)
+    return analysed
+
+
+def _analyse_file(
+    file: CreditFile, memo: dict[tuple[int, ...], _Component] | None
+) -> tuple[_Component, ...]:
     detections, penalties = file.detections, file.penalties
     if not detections and not penalties:
         return ()
