@@ -79,6 +79,7 @@ from processors.model import LicensingDecision, OverloadDetection, PenaltyDecisi
 from streams.admin import ensure_topics
 from streams.codecs import CONFLUENT_HEADER_LENGTH, AvroSerde
 from streams.mapping import from_domain, record_name_of
+from streams.settings import Settings
 from streams.topics import (
     CREDIT_FACTS_TOPIC,
     CREDIT_SNAPSHOTS_TOPIC,
@@ -89,6 +90,8 @@ from streams.topics import (
 from streams.upstream import record_key
 
 REPOSITORY = Path(__file__).resolve().parent.parent
+DEFAULTS = Settings()
+DEFAULT_COMMIT_SECONDS = DEFAULTS.commit_interval_seconds
 BENCHMARKS_FILE = REPOSITORY / "BENCHMARKS.md"
 SECTION_TITLE = "## Stream worker"
 COMMAND = "python bench/bench_worker.py"
@@ -829,7 +832,7 @@ async def latency_phase(
     rate: float,
     seconds: float,
     limit_seconds: float,
-    setting: str = "commit every 0.5 s",
+    setting: str = f"commit every {DEFAULT_COMMIT_SECONDS:g} s",
 ) -> LatencyRun:
     """Pace new traffic into the running worker and time each detection to its snapshot."""
     await wait_caught_up(bootstrap, worker, limit_seconds)
@@ -1525,15 +1528,16 @@ def tried_and_summary(results: Results) -> str:
             f"{rocks.judged_rate:,.0f} events/s of wall clock (waiting for a CPU "
             f"{rocks.sched_share()[1]:.0%}). The store is not what limits the worker."
         )
-    fast = [lat for lat in results.latencies if not lat.setting.endswith("0.5 s")]
+    default_setting = f"commit every {DEFAULT_COMMIT_SECONDS:g} s"
+    fast = [lat for lat in results.latencies if lat.setting != default_setting]
     for lat in fast:
         same = next(
-            (o for o in results.latencies if o.rate == lat.rate and o.setting.endswith("0.5 s")),
+            (o for o in results.latencies if o.rate == lat.rate and o.setting == default_setting),
             None,
         )
         versus = (
             f" against {ms(percentile(same.latencies, 50))} / "
-            f"{ms(percentile(same.latencies, 99))} with the default 0.5 s"
+            f"{ms(percentile(same.latencies, 99))} with the default {DEFAULT_COMMIT_SECONDS:g} s"
             if same is not None
             else ""
         )
@@ -1840,7 +1844,11 @@ BIG_BATCHES = {
 
 def describe_settings(env: dict[str, str]) -> str:
     if not env:
-        return "default settings (batches ≤ 1,000 events / 50 ms, commit every 0.5 s)"
+        return (
+            f"default settings (batches ≤ {DEFAULTS.batch_max_events:,} events / "
+            f"{DEFAULTS.batch_within_seconds * 1000:.0f} ms, commit every "
+            f"{DEFAULT_COMMIT_SECONDS:g} s)"
+        )
     return (
         f"batches ≤ {int(env['CREDIT_BATCH_MAX_EVENTS']):,} events / "
         f"{float(env['CREDIT_BATCH_WITHIN_SECONDS']) * 1000:.0f} ms, commit every "

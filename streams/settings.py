@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     """The worker's HTTP port: /metrics and /health/*."""
     bind_host: str = "127.0.0.1"
     """Address every HTTP server of the product binds; 0.0.0.0 inside containers."""
-    commit_interval_seconds: float = 0.5
+    commit_interval_seconds: float = 0.25
     """How often a worker commits its transactions; bounds end-to-end latency."""
     batch_max_events: int = 1000
     """Events handled per batch (one transaction write per changed subject per batch)."""
