@@ -169,11 +169,17 @@ def wire_agents(
 
         app.timer(settings.clock_interval_seconds, on_leader=True)(tick_the_clock)
 
+    sent_to: dict[str, Any] = {}
+
     def send(
         topic: Any, key: bytes, value: bytes, output: BatchOutput, partition: int | None = None
     ) -> None:
-        output.record(topic.get_topic_name(), key, value, partition)
-        metrics.events_out.labels(topic.get_topic_name()).inc()
+        name = topic.get_topic_name()
+        output.record(name, key, value, partition)
+        counter = sent_to.get(name)
+        if counter is None:  # a label child resolved once per topic, not once per record
+            counter = sent_to[name] = metrics.events_out.labels(name)
+        counter.inc()
 
     def send_fact(subject: str, fact: Fact, output: BatchOutput) -> None:
         # Partitioned by the subject's key (streams/clock.py), not by the record key.
@@ -212,10 +218,10 @@ def wire_agents(
                 for tp, partition_events in source_partitions(events).items():
                     in_place = judged_in_place(tp.topic)
                     judgement = _Judgement(tp.partition, pending, now)
+                    metrics.events_in.labels(tp.topic).inc(len(partition_events))
                     with sending_for(tp):
                         for event in partition_events:
                             message = event.message
-                            metrics.events_in.labels(message.topic).inc()
                             record = _source(event)
                             outcome = ingest(serde, record, record_for_topic[message.topic], now)
                             if isinstance(outcome, DeadLetter):
@@ -376,10 +382,10 @@ def wire_agents(
             async with exactly_once_batch(app, stream, events) as pending:
                 for tp, partition_events in source_partitions(events).items():
                     judgement = _Judgement(tp.partition, pending, now)
+                    metrics.events_in.labels(facts_spec.name).inc(len(partition_events))
                     with sending_for(tp):
                         for event in partition_events:
                             key: bytes = event.message.key or b""
-                            metrics.events_in.labels(facts_spec.name).inc()
                             if key == CLOCK_KEY:
                                 await tick(event, judgement)
                                 continue
