@@ -16,6 +16,7 @@ import enum
 import functools
 import types
 import typing
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass
 from datetime import UTC, date, datetime
@@ -129,7 +130,7 @@ class _EncodedEntries:
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._entries: dict[int, tuple[object, JsonValue]] = {}
+        self._entries: OrderedDict[int, tuple[object, JsonValue]] = OrderedDict()
 
     def encoded(self, value: object, encode: Callable[[Any], JsonValue]) -> JsonValue:
         entries = self._entries
@@ -139,7 +140,7 @@ class _EncodedEntries:
         encoded = encode(value)
         entries[id(value)] = (value, encoded)
         if len(entries) > self._limit:
-            del entries[next(iter(entries))]
+            entries.popitem(last=False)
         return encoded
 
 

@@ -46,6 +46,7 @@ recent drivers and carriers.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
@@ -644,7 +645,7 @@ class _AnalysedFiles:
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._files: dict[int, tuple[CreditFile, tuple[_Component, ...]]] = {}
+        self._files: OrderedDict[int, tuple[CreditFile, tuple[_Component, ...]]] = OrderedDict()
 
     def get(self, file: CreditFile) -> tuple[_Component, ...] | None:
         hit = self._files.get(id(file))
@@ -653,7 +654,7 @@ class _AnalysedFiles:
     def put(self, file: CreditFile, components: tuple[_Component, ...]) -> None:
         self._files[id(file)] = (file, components)  # holds the file: its id stays its own
         if len(self._files) > self._limit:
-            del self._files[next(iter(self._files))]
+            self._files.popitem(last=False)
 
 
 _ANALYSED = _AnalysedFiles(4096)

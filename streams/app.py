@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -539,7 +540,7 @@ class _DecodedFiles:
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._files: dict[bytes, CreditFile] = {}
+        self._files: OrderedDict[bytes, CreditFile] = OrderedDict()
         self._generation: object = None
 
     def get(self, key: bytes, generation: object) -> CreditFile | None:
@@ -557,7 +558,7 @@ class _DecodedFiles:
         files.pop(key, None)
         files[key] = file
         if len(files) > self._limit:
-            del files[next(iter(files))]
+            files.popitem(last=False)
 
 
 def run_worker(settings: Settings) -> None:
