@@ -1577,52 +1577,59 @@ def tried_and_summary(results: Results) -> str:
             "on one core allow; the product's own code (about "
             f"{micros * product / busy:,.0f} µs) is {micros * product / busy / budget:.0f} times "
             "it. faust alone, on this kind of machine, peaked at 15,000 records/s stateless and "
-            "about 5,000 with a table write per record (ANCHORS.md §D): the target is out of "
-            "reach for a faust agent that sends record by record, whatever the rules cost.",
+            "about 5,000 with a table write per record (ANCHORS.md §D): with every record "
+            "through faust's per-record path and the rules' cost per fact, the target stays out "
+            "of reach (what is left to try is listed below).",
         ]
     return "\n".join(lines) + "\n"
 
 
-SUGGESTIONS = """Code changes made from this profile (session 2; each measured with
-`python bench/bench_worker.py --events 20000 --latency-rates 1000 --skip-rocksdb --skip-variant
---skip-profile` on this machine while other sessions' tests ran, so the figures are noisy):
+SUGGESTIONS = """Code changes made from the profiles (sessions 2 and 3; each measured with a
+shorter run of this script on this shared machine, so single figures are noisy):
 
-- **Bulk sends straight to the transactional producers** (`streams/eos.py` `BatchOutput`): a
-  batch's records go to its source partition's aiokafka producer at the end of the batch, not
-  record by record through faust's send path. First hop 1,842 events/s against 830; fully
-  judged 385/s (the judge hop was now the bottleneck).
-- **Decoded credit files kept between batches** (per consumer generation, bounded), **orjson**
-  for records, and no lifecycle work for files with nothing listed: 739/s fully judged.
-- **Transactions committed concurrently** instead of one after another under the batch lock:
-  865/s fully judged, first hop 4,337/s; commits no longer hold batches for most of an interval.
+- Session 2: **bulk sends straight to the transactional producers** (`BatchOutput`), **decoded
+  credit files kept between batches**, **orjson**, **transactions committed concurrently**:
+  from 413 to about 750 input events/s fully judged.
+- Session 3, in order (20,000-event runs; input events fully judged per second):
+  1. **Batches stop waiting for the broker.** A batch hands its records to its transaction as
+     one record batch per destination partition (aiokafka `send_batch`, closed so it leaves at
+     once); the commit awaits and checks the deliveries before it sends the offsets. Batches are
+     handed over once no event came for 5 ms (`streams/batching.py`) instead of always after
+     the 50 ms window; the broker may hold an empty fetch 50 ms, not faust's fixed 1.5 s.
+  2. **The vehicle is judged in the first hop.** `credit-facts` is partitioned by the subject's
+     key, which is the key upstream gives a detection (`plate|colour`), so a detection arrives
+     on the partition number of its vehicle's file; faust gives partition *n* of co-partitioned
+     topics to one worker, so `validate_and_route` judges it there, in the same transaction.
+     Only forwards (driver, carrier, loading source) and facts keyed otherwise (a penalty by its
+     decision number) cross `credit-facts`: 0.2 records per input event instead of 1.17.
+  3. **Commits get past every transaction marker at once.** faust counted the record after a
+     gap into the gap, so on `credit-facts` (written in transactions) each commit got past one
+     commit marker only, and the committed offsets fell seconds behind what was handled: the
+     worker looked half as fast as it was, and a crash or a handover replayed more (about
+     424/s before, 1,023/s after, with items 1 and 2 in).
+  4. **Each credit file analysed once, each instant formatted once, each section entry encoded
+     once** (identity memos, bounded; evicted with `OrderedDict.popitem`, since
+     `next(iter(dict))` after many front deletions walks dead slots): 1,023/s -> 1,844/s.
+  5. The default commit interval went from 0.5 s to 0.25 s: at 1,000 events/s one worker's p99
+     fell from 810 ms to 684 ms (detection to snapshot) and from 1,193 ms to 700 ms (driver
+     trigger), with no loss of throughput.
 
-Still open, highest expected gain first:
+What is left, highest expected gain first:
 
-1. **Judge the vehicle file in the first hop.** Input topics are keyed by plate, credit-facts by
-   subject, so every event crosses Kafka twice and waits for two transaction commits. Keyed by
-   the vehicle's subject key (`VEHICLE:<plate>|<colour>`, as credit-facts is), the input topics
-   would be co-partitioned with the vehicle files: `validate_and_route` could apply the fact to
-   the vehicle file in the same batch and forward only the counted violations (driver, carrier,
-   loading source). That removes about one credit-facts record and one commit wait per event:
-   the largest part of the latency floor as well as of the work. It changes the upstream key
-   contract (docs/upstream-guide.md) and the table's partitioning, so it needs a migration.
-2. **Write state and snapshots once per commit, not once per batch.** Each batch JSON-encodes
-   and sends a changelog record and a snapshot for every file it changed; a hot vehicle file is
-   re-encoded every batch. Flush changelog and snapshot records once per commit interval, in
-   the transaction that commits (Quix's checkpoint model, ANCHORS.md §D).
-3. **Fewer transactional producers.** faust starts one transactional producer per source
-   partition (here up to 8 per worker), each with its own connection, sender task and linger
-   timer. One producer per worker fenced with the consumer group's metadata (KIP-447) would cut
-   that fixed cost, if the client supported it.
-4. **Tune batching for the rate.** Larger batches amortise the per-batch cost (see "What was
-   tried"); the commit interval sets the latency floor. A shorter interval for latency and
-   larger batches for catch-up pull in opposite directions while both hops go through
-   transactions: item 1 relaxes that.
-5. **Small per-event costs.** `metrics.events_in.labels(...)` and `events_out.labels(...)`
-   resolve a label child per record (resolve once, `inc(n)` per batch); `_source(event)` builds
-   a `SourceRecord` and copies headers for every record though only dead letters need it; the
-   file codec formats instants with `isoformat` per field (`_encode_instant`); snapshots go
-   through the generic reflection encoder (`processors.fact_codec.to_json`).
+1. **The rules' cost per fact.** Applying a fact re-derives the file's whole analysis
+   (components of linked weighings and decisions, then every list rule), so a fact costs in
+   proportion to the file's size; carrier files, which receive every vehicle's violations, are
+   the largest. The property tests pin the outcome (any order, same result); an incremental
+   analysis that keeps components between facts would keep that and cut the largest share of
+   the worker's CPU.
+2. **faust's per-record path.** Each record still goes through the fetcher's callback, the
+   conductor, the channel queue and the stream (about a tenth of the CPU, and tasks and futures
+   per record). Handing each fetch to the agent as one batch would need a consumer of our own
+   inside faust, with its acks and gaps kept right.
+3. **Write state and snapshots once per commit, not once per batch**, for files changed by more
+   than one batch in an interval (hot vehicles, carriers).
+4. **Fewer transactional producers** (one per worker with KIP-447 fencing, if the client
+   supported it).
 """
 
 
