@@ -2,7 +2,7 @@
 
 faust's ``processing_guarantee="exactly_once"`` gives one transactional producer per source
 partition and commits a partition's consumer offsets inside that producer's transaction. Reading
-faust 0.15.3 shows five gaps that break the guarantee for this product's topology, so the product
+faust 0.15.3 shows seven gaps that break the guarantee for this product's topology, so the product
 closes them here, by configuration and subclassing only (ANCHORS.md §B, issues #177 and #323):
 
 1. **Records go to the wrong transaction.** ``TransactionManager.send`` picks the transaction of
@@ -33,6 +33,31 @@ closes them here, by configuration and subclassing only (ANCHORS.md §B, issues 
    in the producer buffer; the transactional commit does not flush that buffer, so an offset can
    commit before the state change that it implies. The agents here write state through
    :func:`write_table` and wait until every record has been handed to its transaction.
+6. **The end of a recovery races the fetcher.** ``Recovery.on_recovery_completed`` resumes the
+   stream partitions, *then* seeks them to their committed offsets (one OffsetFetch per
+   partition, one after the other: 190-250 ms for the worker's 33), *then* resumes the flow,
+   which empties the agents' queues. After a table recovery (every restart after a crash) the
+   fetcher is already running, so records of the stream partitions reach the agents in between
+   and are processed, acked and even committed while the seek goes on. A partition is then
+   moved back behind records already processed (processed again: duplicate outputs), faust's
+   committed offset is set back to a value read before that commit, and records still queued
+   are thrown away by the flow's resume although faust counted them as read. Each of the last
+   two leaves a hole after faust's committed offset that no ack fills; faust commits only up to
+   the first offset not acked, so the partition never commits again, and its open transaction
+   holds back the last stable offset of every partition it wrote to until the broker fences
+   the producer (the restart stall in the README). States seen at the stall: committed 6325,
+   offsets 6325-6326 thrown away, every later offset acked; committed 1888 (set back from
+   1984), acked from 1985 on. Here a stream partition that faust resumes starts fetching only
+   when the flow resumes, after the seek and the emptied queues, as on a first start, where
+   the fetcher is not running yet.
+
+7. **Committed offsets fall behind the committed outputs.** faust's fetcher records a gap (an
+   offset with no record, such as a commit marker) up to and including the record it has just
+   read, so that record's offset sits twice in the acked list and the committable prefix stops
+   there. On ``credit-facts`` every commit marker is such a gap: each commit got past one marker
+   only, while its transaction held the outputs of everything handled. After a crash or a
+   handover those events were handled again (the ledger's idempotence hid it in the triggers).
+   :meth:`BatchAwareConsumer._add_gap` leaves the read record out.
 
 A third-party reader sees only committed transactions (``read_committed``), so outputs,
 changelog records and offsets become visible together or not at all.
@@ -198,9 +223,11 @@ class _PromptFetchConsumerThread(AIOKafkaConsumerThread):
 
 
 class BatchAwareConsumer(AIOKafkaConsumer):
-    """A consumer whose commits never interleave with a batch being sent."""
+    """A consumer whose commits never interleave with a batch being sent, and whose stream
+    partitions start fetching only after the end of a recovery has seeked them (gap 6)."""
 
     _batch_lock: asyncio.Lock | None = None
+    _held_until_flow_resumes: set[TP] | None = None
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -216,6 +243,28 @@ class BatchAwareConsumer(AIOKafkaConsumer):
         if self._batch_lock is None:
             self._batch_lock = asyncio.Lock()
         return self._batch_lock
+
+    def resume_partitions(self, tps: Iterable[TP]) -> None:
+        """Resume changelog partitions now, stream partitions when the flow resumes (gap 6)."""
+        tps = set(tps)
+        streams = {tp for tp in tps if not self._is_changelog_tp(tp)}
+        if streams:
+            if self._held_until_flow_resumes is None:
+                self._held_until_flow_resumes = set()
+            self._held_until_flow_resumes.update(streams)
+        super().resume_partitions(tps - streams)
+
+    def pause_partitions(self, tps: Iterable[TP]) -> None:
+        tps = set(tps)
+        if self._held_until_flow_resumes:
+            self._held_until_flow_resumes.difference_update(tps)
+        super().pause_partitions(tps)
+
+    def resume_flow(self) -> None:
+        super().resume_flow()
+        held, self._held_until_flow_resumes = self._held_until_flow_resumes, None
+        if held:
+            super().resume_partitions(held)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed: Mapping[TP, int] = await super().seek_to_committed()

@@ -89,9 +89,10 @@ async def test_sigkill_mid_stream_leaves_every_output_exactly_once(
         )
         liveness_restarts = 0
         if len(records) < EVENTS and worker.poll() is None:
-            # A restarted worker sometimes stalls after its first commits (open bug, see the
-            # README): log its task stacks (mode's SIGUSR1), then do what an orchestrator's
-            # liveness check does: kill and restart it once. Exactly-once must hold across it.
+            # A restarted worker could stall after its first commits (README, "Restart
+            # stall", now fixed): log its task stacks (mode's SIGUSR1), then do what an
+            # orchestrator's liveness check does: kill and restart it once. Exactly-once must
+            # hold across it.
             liveness_restarts = 1
             worker.send_signal(signal.SIGUSR1)
             await asyncio.sleep(2)

@@ -34,8 +34,9 @@ pytestmark = pytest.mark.integration
 CONVERGE_SECONDS = 90.0
 """How long the workers get to reach the reference outcome before a liveness restart."""
 LIVENESS_RESTARTS_ALLOWED = 3
-"""A liveness check keeps restarting a stalled worker; a restarted one can stall again (README,
-"Known issue"), so more than one restart is allowed. Exactly-once must hold across all of them."""
+"""A liveness check keeps restarting a stalled worker; a restarted one could stall again (README,
+"Restart stall", now fixed), so more than one restart is allowed. Exactly-once must hold across
+all of them."""
 
 
 async def _until_converged(

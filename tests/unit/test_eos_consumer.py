@@ -1,0 +1,96 @@
+"""The end of a table recovery, against the exactly-once consumer (streams/eos.py, gap 6).
+
+faust's ``Recovery.on_recovery_completed`` resumes the stream partitions, seeks them to their
+committed offsets, then resumes the flow, which empties the agents' queues. The fetcher runs
+through all of it after a table recovery, so a stream partition must not be fetchable before
+the queues are emptied: a record delivered in between is processed twice or thrown away (the
+restart stall in the README). No broker: the seek and the flow's resume are observed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from faust.types import TP
+
+from streams.eos import BatchAwareConsumer, ExactlyOnceApp
+
+SOURCE = TP("credit-facts", 0)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[ExactlyOnceApp]:
+    app = ExactlyOnceApp(
+        "eos-consumer-test",
+        broker="kafka://127.0.0.1:1",  # never connected
+        store="memory://",
+        processing_guarantee="exactly_once",
+        datadir=str(tmp_path),
+    )
+    app.Table("subject_to_file", default=None, partitions=1)
+    yield app
+    # faust made a consumer (never started) whose thread owns an event loop: close it.
+    loop = getattr(getattr(app.consumer, "_thread", None), "thread_loop", None)
+    if loop is not None and not loop.is_closed():
+        loop.close()
+
+
+def _changelog(app: ExactlyOnceApp) -> TP:
+    (name,) = app.tables.changelog_topics
+    return TP(name, 0)
+
+
+async def test_stream_partitions_fetch_only_after_the_seek_and_the_emptied_queues(
+    app: ExactlyOnceApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = app.consumer
+    assert isinstance(consumer, BatchAwareConsumer)
+    changelog = _changelog(app)
+    recovery = cast(Any, app.tables).recovery  # TableManagerT does not declare it
+    fetchable_at: dict[str, set[TP]] = {}
+
+    async def perform_seek() -> None:
+        fetchable_at["seek"] = set(consumer._get_active_partitions())
+
+    resume_flow_control = app.flow_control.resume
+
+    def flow_control_resume() -> None:  # empties the agents' queues
+        fetchable_at["queues emptied"] = set(consumer._get_active_partitions())
+        resume_flow_control()
+
+    async def fetcher_started() -> None:
+        return None
+
+    monkeypatch.setattr(consumer, "assignment", lambda: {SOURCE, changelog})
+    monkeypatch.setattr(consumer, "perform_seek", perform_seek)
+    monkeypatch.setattr(app.flow_control, "resume", flow_control_resume)
+    monkeypatch.setattr(app._fetcher, "maybe_start", fetcher_started)
+    app.consumer_generation_id = 7
+
+    # A rebalance pauses everything; the recovery resumes the changelog and reads it.
+    consumer.pause_partitions({SOURCE, changelog})
+    consumer.resume_partitions({changelog})
+    assert changelog in consumer._get_active_partitions()
+    consumer.resume_flow()
+    consumer.pause_partitions({changelog})  # "Done reading from changelog topics"
+
+    await recovery.on_recovery_completed(generation_id=7)
+
+    assert SOURCE not in fetchable_at["seek"]
+    assert SOURCE not in fetchable_at["queues emptied"]
+    assert SOURCE in consumer._get_active_partitions()
+
+
+def test_a_partition_paused_again_is_not_resumed_by_the_flow(app: ExactlyOnceApp) -> None:
+    """A rebalance that interrupts the seek pauses the partition; the next flow resume (the
+    new recovery's, before its own seek) must leave it paused."""
+    consumer = app.consumer
+    assert isinstance(consumer, BatchAwareConsumer)
+    consumer.pause_partitions({SOURCE})
+    consumer.resume_partitions({SOURCE})
+    consumer.pause_partitions({SOURCE})
+    consumer.resume_flow()
+    assert SOURCE not in consumer._get_active_partitions()
