@@ -433,14 +433,31 @@ async def exactly_once_batch(
     async with lock:
         try:
             yield output
-            await output.flush()
         except Exception as exc:
-            # A batch that failed half sent cannot be acked, and a stream that skips it would
-            # never commit past it: stop the worker; it restarts from the committed offsets.
-            await app.crash(exc)
+            await app.crash(exc)  # nothing sent yet, but the events could never be acked
             raise
-        for event in events:
-            await stream.ack(event)
+
+        async def send_and_ack() -> None:
+            try:
+                await output.flush()
+            except Exception as exc:
+                # A batch that failed half sent cannot be acked, and a stream that skips it
+                # would never commit past it: stop the worker; it restarts from the committed
+                # offsets.
+                await app.crash(exc)
+                raise
+            for event in events:
+                await stream.ack(event)
+
+        # Once its first record is handed over, a batch finishes, even when the agent is
+        # cancelled (faust stops agents before its last commit): half a batch in a transaction
+        # that commits, with its events not acked, would be handled again by the next owner.
+        finishing = asyncio.ensure_future(send_and_ack())
+        try:
+            await asyncio.shield(finishing)
+        except asyncio.CancelledError:
+            await finishing  # still under the lock: no commit sees the batch half done
+            raise
 
 
 async def _settle(pending: Iterable[Awaitable[Any]]) -> None:

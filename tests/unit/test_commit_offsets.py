@@ -8,12 +8,14 @@ ack per record) and ask what a commit may take, without a broker.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from faust.types import TP
 
+from streams import eos
 from streams.eos import BatchAwareConsumer, ExactlyOnceApp
 
 FACTS = TP("credit-facts", 0)
@@ -64,3 +66,39 @@ async def test_a_record_not_yet_handled_still_holds_the_commit_back(
     consumer._acked[FACTS].remove(15)  # read but not handled: nothing from 15 on may commit
     consumer._acked_index[FACTS].discard(15)
     assert consumer._new_offset(FACTS) == 15
+
+
+async def test_a_batch_cancelled_while_sending_finishes_under_the_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faust cancels its agents on stop, before its last commit: a batch that has begun to hand
+    its records to the transactions still sends them all and acks its events, and the lock (which
+    every commit takes) stays held until it has."""
+    lock = asyncio.Lock()
+    monkeypatch.setattr(eos, "_batch_lock", lambda app: lock)
+    sending, may_finish = asyncio.Event(), asyncio.Event()
+
+    async def slow_flush(self: eos.BatchOutput) -> None:
+        sending.set()
+        await may_finish.wait()
+
+    monkeypatch.setattr(eos.BatchOutput, "flush", slow_flush)
+    acked: list[int] = []
+
+    class Stream:
+        async def ack(self, event: int) -> None:
+            acked.append(event)
+
+    async def one_batch() -> None:
+        async with eos.exactly_once_batch(object(), Stream(), [1, 2, 3]):  # type: ignore[arg-type]
+            pass
+
+    batch = asyncio.ensure_future(one_batch())
+    await sending.wait()
+    batch.cancel()
+    await asyncio.sleep(0.02)
+    assert lock.locked() and acked == [], "still sending, under the lock"
+    may_finish.set()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    assert acked == [1, 2, 3] and not lock.locked()
