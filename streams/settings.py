@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     """The longest a batch waits to fill before it is handled anyway (streams/batching.py)."""
     batch_linger_seconds: float = 0.005
     """How long a batch waits for more events once the fetched ones are all in it."""
+    judge_in_place: bool = False
+    """Judge a detection's vehicle in the first hop when it arrives on the vehicle's partition
+    (streams/app.py). Off: with it on, a worker that took over partitions from one stopped
+    mid-batch stalled and repeated triggers in 5 of 17 handover tests (README)."""
     fetch_max_wait_ms: int = 50
     """How long the broker may hold a fetch that finds nothing new (faust fixes it at 1.5 s)."""
     session_timeout_seconds: float = 10.0

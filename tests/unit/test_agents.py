@@ -86,7 +86,7 @@ async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
         datadir=str(tmp_path),
     )
     serde = AvroSerde.with_local_ids()
-    settings = Settings(clock_interval_seconds=0, topic_prefix="")
+    settings = Settings(clock_interval_seconds=0, topic_prefix="", judge_in_place=True)
     wire_agents(app, settings, WorkerMetrics.create(CollectorRegistry()), BOOK, serde)
     producer = RecordingProducer()
     app.producer = producer
