@@ -1597,10 +1597,11 @@ shorter run of this script on this shared machine, so single figures are noisy):
      handed over once no event came for 5 ms (`streams/batching.py`) instead of always after
      the 50 ms window; the broker may hold an empty fetch 50 ms, not faust's fixed 1.5 s.
   2. **The vehicle judged in the first hop** (`CREDIT_JUDGE_IN_PLACE`, **off by default**: with
-     it on, the handover test stalled and repeated triggers in 5 of 17 runs, README "Known
-     issue"). `credit-facts` is partitioned by the subject's key, which is the key upstream gives
-     a detection (`plate|colour`), so a detection arrives on the partition number of its
-     vehicle's file; faust gives partition *n* of co-partitioned topics to one worker, so
+     it on, the handover test stalled and repeated triggers in 5 of 20 runs, 1 of 12 with it
+     off; README "Known issue"). `credit-facts` is partitioned by the subject's key, which is
+     the key upstream gives a detection (`plate|colour`), so a detection arrives on the
+     partition number of its vehicle's file; faust gives partition *n* of co-partitioned topics
+     to one worker, so
      `validate_and_route` can judge it there, in the same transaction. Then only forwards and
      facts keyed otherwise cross `credit-facts`: 0.2 records per input event instead of 1.17.
   3. **Commits get past every transaction marker at once.** faust counted the record after a
