@@ -22,7 +22,7 @@ from faust.types import Message
 from prometheus_client import CollectorRegistry
 
 from processors.fact_codec import fact_to_dict
-from processors.model import InputEvent, PenaltyDecision
+from processors.model import InputEvent, OverloadDetection, PenaltyDecision
 from processors.policy import parse_policy_book
 from processors.routing import route
 from streams.app import wire_agents
@@ -35,6 +35,7 @@ from streams.settings import REPO_ROOT, Settings
 from streams.topics import CREDIT_FACTS_TOPIC
 from tests.integration.serving_helpers import resident_id, uscc
 from tests.unit.credit_support import penalty, weighing
+from tests.unit.faust_support import close_consumer_loop, unconnected_app
 
 PLATE = "鲁P60606"
 DRIVER, CARRIER, AUTHORITY = resident_id(606), uscc(606), uscc(1)
@@ -78,24 +79,14 @@ class Worker:
 
 @pytest.fixture
 async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
-    app = ExactlyOnceApp(
-        "agents-test",
-        broker="kafka://127.0.0.1:1",  # never connected
-        store="memory://",
-        processing_guarantee="at_least_once",
-        datadir=str(tmp_path),
-    )
+    app = unconnected_app("agents-test", tmp_path, "at_least_once")
     serde = AvroSerde.with_local_ids()
     settings = Settings(clock_interval_seconds=0, topic_prefix="", judge_in_place=True)
     wire_agents(app, settings, WorkerMetrics.create(CollectorRegistry()), BOOK, serde)
     producer = RecordingProducer()
     app.producer = producer
     yield Worker(app, producer, serde)
-    # faust made a consumer (never started) whose thread owns an event loop: close it.
-    thread = getattr(getattr(app, "_consumer", None), "_thread", None)
-    loop = getattr(thread, "thread_loop", None)
-    if loop is not None and not loop.is_closed():
-        loop.close()
+    close_consumer_loop(app)
 
 
 async def _put(
@@ -132,6 +123,15 @@ def _valid(event: PenaltyDecision) -> PenaltyDecision:
     return replace(event, authority_code=AUTHORITY)
 
 
+def _weighing(event_id: str) -> OverloadDetection:
+    """A valid weighing of ``PLATE`` an hour ago, with its driver and carrier."""
+    return replace(
+        weighing(event_id, datetime.now(UTC) - timedelta(hours=1), plate=PLATE),
+        carrier_uscc=CARRIER,
+        driver_id_number=DRIVER,
+    )
+
+
 def _penalties(n: int) -> list[PenaltyDecision]:
     days = ["2026-05-06", "2026-06-10", "2026-07-15", "2026-08-19", "2026-09-02"][:n]
     return [
@@ -157,11 +157,7 @@ def _avro(serde: AvroSerde, event: InputEvent) -> bytes:
 async def test_validate_and_route_sends_facts_publications_and_dead_letters(
     worker: Worker,
 ) -> None:
-    detection = replace(
-        weighing("agent-w1", datetime.now(UTC) - timedelta(hours=1), plate=PLATE),
-        carrier_uscc=CARRIER,
-        driver_id_number=DRIVER,
-    )
+    detection = _weighing("agent-w1")
     (decision,) = _penalties(1)
     async with worker.app.agents["validate_and_route"].test_context() as test:
         await _put(test, "overload-detections", PLATE.encode(), _avro(worker.serde, detection), 0)
@@ -202,11 +198,7 @@ async def test_the_first_hop_judges_in_place_the_files_of_its_own_partition(
         "licensing-decisions": 0,
         "credit-facts": 0,
     }
-    detection = replace(
-        weighing("agent-w2", datetime.now(UTC) - timedelta(hours=1), plate=PLATE),
-        carrier_uscc=CARRIER,
-        driver_id_number=DRIVER,
-    )
+    detection = _weighing("agent-w2")
     (decision,) = _penalties(1)
     async with worker.app.agents["validate_and_route"].test_context() as test:
         await _put(test, "overload-detections", b"k", _avro(worker.serde, detection), 0, own)

@@ -16,26 +16,19 @@ import pytest
 from faust.types import TP
 
 from streams import eos
-from streams.eos import BatchAwareConsumer, ExactlyOnceApp
+from streams.eos import BatchAwareConsumer
+from tests.unit.faust_support import close_consumer_loop, unconnected_app
 
 FACTS = TP("credit-facts", 0)
 
 
 @pytest.fixture
 def consumer(tmp_path: Path) -> Iterator[BatchAwareConsumer]:
-    app = ExactlyOnceApp(
-        "commit-offsets-test",
-        broker="kafka://127.0.0.1:1",  # never connected
-        store="memory://",
-        processing_guarantee="exactly_once",
-        datadir=str(tmp_path),
-    )
+    app = unconnected_app("commit-offsets-test", tmp_path, "exactly_once")
     made = app.consumer
     assert isinstance(made, BatchAwareConsumer)
     yield made
-    loop = getattr(getattr(made, "_thread", None), "thread_loop", None)
-    if loop is not None and not loop.is_closed():
-        loop.close()
+    close_consumer_loop(app)
 
 
 async def _read_and_ack(consumer: BatchAwareConsumer, offsets: list[int]) -> None:

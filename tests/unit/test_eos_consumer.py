@@ -17,25 +17,17 @@ import pytest
 from faust.types import TP
 
 from streams.eos import BatchAwareConsumer, ExactlyOnceApp
+from tests.unit.faust_support import close_consumer_loop, unconnected_app
 
 SOURCE = TP("credit-facts", 0)
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[ExactlyOnceApp]:
-    app = ExactlyOnceApp(
-        "eos-consumer-test",
-        broker="kafka://127.0.0.1:1",  # never connected
-        store="memory://",
-        processing_guarantee="exactly_once",
-        datadir=str(tmp_path),
-    )
+    app = unconnected_app("eos-consumer-test", tmp_path, "exactly_once")
     app.Table("subject_to_file", default=None, partitions=1)
     yield app
-    # faust made a consumer (never started) whose thread owns an event loop: close it.
-    loop = getattr(getattr(app.consumer, "_thread", None), "thread_loop", None)
-    if loop is not None and not loop.is_closed():
-        loop.close()
+    close_consumer_loop(app)
 
 
 def _changelog(app: ExactlyOnceApp) -> TP:
