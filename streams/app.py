@@ -19,7 +19,6 @@ per-event cost is the pure rule, not a table write (ANCHORS.md §D: ~125 µs per
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections import OrderedDict
@@ -189,7 +188,7 @@ def wire_agents(
             subject.encode(),
             _json(fact_to_dict(fact)),
             output,
-            _subject_partition(subject, partitions),
+            subject_partition(subject, partitions),
         )
 
     def judged_in_place(source_topic: str) -> bool:
@@ -245,7 +244,7 @@ def wire_agents(
                                 subject_text = str(subject)
                                 if not (
                                     in_place
-                                    and _subject_partition(subject_text, partitions) == tp.partition
+                                    and subject_partition(subject_text, partitions) == tp.partition
                                 ):
                                     send_fact(subject_text, fact, pending)
                                     continue
@@ -511,11 +510,6 @@ def _headers(headers: Any) -> list[tuple[str, bytes | None]]:
 def _process_dead_letter(exc: Exception) -> DeadLetter:
     # The message names the error type only: values may hold personal data.
     return DeadLetter("PROCESSING_FAILED", f"{type(exc).__name__} while applying a fact", "PROCESS")
-
-
-@functools.lru_cache(maxsize=65_536)
-def _subject_partition(subject: str, partitions: int) -> int:
-    return subject_partition(subject, partitions)  # murmur2 in pure Python: remember it
 
 
 def _load(table: Any, key: bytes) -> CreditFile:

@@ -19,6 +19,7 @@ lifecycle time never goes back.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -65,6 +66,7 @@ def key_partition(key: bytes, partitions: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
+@functools.lru_cache(maxsize=65_536)
 def subject_partition(subject: str, partitions: int) -> int:
     """The ``credit-facts`` partition, and so the table partition, of a subject's credit file.
 
@@ -74,7 +76,7 @@ def subject_partition(subject: str, partitions: int) -> int:
     can judge it in place (streams/app.py).
     """
     _, _, key = subject.partition(":")
-    return key_partition(key.encode(), partitions)
+    return key_partition(key.encode(), partitions)  # murmur2 in pure Python: remembered
 
 
 def due_keys(
