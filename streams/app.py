@@ -216,7 +216,7 @@ def wire_agents(
         ):
             started = time.perf_counter()
             now = datetime.now(UTC)
-            async with exactly_once_batch(app, stream, events) as pending:
+            async with exactly_once_batch(app, events) as pending:
                 for tp, partition_events in source_partitions(events).items():
                     in_place = judged_in_place(tp.topic)
                     judgement = _Judgement(tp.partition, pending, now)
@@ -381,7 +381,7 @@ def wire_agents(
         ):
             started = time.perf_counter()
             now = datetime.now(UTC)
-            async with exactly_once_batch(app, stream, events) as pending:
+            async with exactly_once_batch(app, events) as pending:
                 for tp, partition_events in source_partitions(events).items():
                     judgement = _Judgement(tp.partition, pending, now)
                     metrics.events_in.labels(facts_spec.name).inc(len(partition_events))

@@ -1,80 +1,102 @@
-"""Batches of the events that are ready, for agents that handle events in bulk.
+"""Batches of the events that are ready, taken straight from an agent's channel.
 
 faust's ``Stream.take_events(max_, within)`` hands over a batch only when it holds ``max_``
 events or ``within`` has passed since the last batch. Below full speed every batch therefore
-waits out the whole window, which each hop adds to every event's latency.
+waits out the whole window, which each hop adds to every event's latency. It also takes each
+event through the stream's per-event path (an iteration of the stream's generator, sensors, a
+processor call, a context variable, an ``asyncio.sleep(0)``): about 60 µs an event here, more
+than the rules cost (BENCHMARKS.md, "Stream worker").
 
-:func:`take_ready` hands a batch over as soon as the events fetched so far are in it: when no
-event came for a short linger (the records of one fetch arrive microseconds apart) or the
-batch is full. Under load batches grow by themselves; when traffic is light an event waits the
-linger, not the window. The window stays as a backstop. Like ``take_events``, events are acked
-by the caller's batch and again here (a second ack is a no-op), and the stream takes no new
-events while a batch is handled.
+:func:`take_ready` reads the agent's channel queue itself, all the events already there at once,
+and hands a batch over as soon as the events fetched so far are in it: when a short linger
+(the records of one fetch arrive microseconds apart) brought nothing new, or the batch is full.
+Under load batches grow by themselves; when traffic is light an event waits the linger, not the
+window. The window stays as a backstop. It keeps what faust's stream does per event that matters
+to exactly-once: an event fetched before the current rebalance generation (or while the flow is
+suspended) is skipped and acked as faust skips it (the partition has been seeked back to its
+committed offset, so it comes again), and every taken event is tracked as unacked, which faust's
+rebalance and shutdown wait for. The caller acks each event once its batch is handled (an event
+acked twice counts once); the channel takes no new events while a batch is handled.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any, cast
+from collections.abc import AsyncGenerator, Iterable
+from typing import Any
 
 import faust
+from faust.types import AppT
 
 
 async def take_ready(
     stream: faust.Stream[Any], max_events: int, within: float, linger: float
-) -> AsyncIterator[list[faust.EventT[Any]]]:
+) -> AsyncGenerator[list[faust.EventT[Any]], None]:
     """Yield batches of at most ``max_events`` events, each as soon as it is ready.
 
     A batch is ready when full, or when no event came for ``linger`` seconds, or at the latest
     ``within`` seconds after its first event came.
     """
-    events: list[faust.EventT[Any]] = []
-    arrived = asyncio.Event()  # an event came since the last look
-    full = asyncio.Event()
-    handled = asyncio.Event()  # the batch taken last has been handled: take more
-    handled.set()
+    channel: Any = aiter(stream.channel)  # the iterator channel the conductor delivers to
+    queue = channel.queue
+    app = stream.app
     loop = asyncio.get_running_loop()
-    channel = aiter(stream.channel)
+    batch: list[faust.EventT[Any]] = []
+    while True:
+        taken = _Taken(app)
+        taken.add(await queue.get(), batch)
+        deadline = loop.time() + within
+        while len(batch) < max_events:
+            while not queue.empty() and len(batch) < max_events:
+                taken.add(queue.get_nowait(), batch)
+            if len(batch) >= max_events:
+                break
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            before = queue.qsize()
+            await asyncio.sleep(min(linger, left))
+            if queue.qsize() == before:  # quiet for ``linger``: the events fetched so far are in
+                break
+        taken.ack_skipped()
+        if not batch:
+            continue
+        try:
+            yield batch
+        finally:
+            batch = []
 
-    async def collect(value: Any) -> Any:
-        await handled.wait()
-        event = stream.current_event
-        if event is None:
-            raise RuntimeError("take_ready found no current event")
-        events.append(event)
-        arrived.set()
-        if len(events) >= max_events:
-            full.set()
-            handled.clear()  # a full batch takes no more until it is handled
-        return value
 
-    acks_enabled = stream.enable_acks
-    stream.enable_acks = False  # events are acked once their batch is handled
-    stream.add_processor(collect)
-    stream._enable_passive(cast(faust.ChannelT[Any], channel))  # how take_events drains
-    try:
-        while not stream.should_stop:
-            await stream.wait_for_stopped(arrived, timeout=within)  # type: ignore[arg-type]
-            started = loop.time()
-            # Quiet for ``linger``: the events fetched so far are in.
-            while not full.is_set() and arrived.is_set() and loop.time() - started < within:
-                arrived.clear()
-                await stream.wait_for_stopped(full, timeout=linger)  # type: ignore[arg-type]
-            if not events:
-                arrived.clear()
-                continue
-            handled.clear()
-            batch = list(events)
-            try:
-                yield batch
-            finally:
-                for event in batch:
-                    await stream.ack(event)
-                events.clear()
-                arrived.clear()
-                full.clear()
-                handled.set()
-    finally:
-        stream.enable_acks = acks_enabled
-        stream._processors.remove(collect)
+class _Taken:
+    """Tracks the events taken from a channel as faust's stream would, and skips stale ones."""
+
+    def __init__(self, app: AppT) -> None:
+        self._app = app
+        self._flowing = app.flow_control.is_active
+        self._unacked = app.consumer.unacked
+        self._acking_topics = app.topics.acking_topics
+        self._skipped: list[faust.EventT[Any]] = []
+
+    def add(self, value: Any, batch: list[faust.EventT[Any]]) -> None:
+        if not isinstance(value, faust.EventT):
+            raise TypeError(f"an agent's channel held {type(value).__name__}, not an event")
+        message = value.message
+        # Read when the event is taken, as faust's stream does: the first wait may span a
+        # rebalance, and an event of the generation then current is not stale.
+        if not self._flowing() or message.generation_id != self._app.consumer_generation_id:
+            self._skipped.append(value)
+            return
+        if not message.tracked and message.topic in self._acking_topics:
+            message.tracked = True
+            self._unacked.add(message)
+        batch.append(value)
+
+    def ack_skipped(self) -> None:
+        ack_events(self._skipped)
+        self._skipped.clear()
+
+
+def ack_events(events: Iterable[faust.EventT[Any]]) -> None:
+    """Mark each event's offset handled (once: a second ack of an event is a no-op)."""
+    for event in events:
+        event.ack()

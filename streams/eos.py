@@ -80,6 +80,8 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
 
+from streams.batching import ack_events
+
 log = logging.getLogger(__name__)
 
 SOURCE_PARTITION: contextvars.ContextVar[TP | None] = contextvars.ContextVar(
@@ -416,7 +418,7 @@ async def _send_in_record_batches(client: Any, records: Sequence[Record]) -> lis
 
 @asynccontextmanager
 async def exactly_once_batch(
-    app: faust.App, stream: faust.StreamT[Any], events: Sequence[faust.EventT[Any]]
+    app: faust.App, events: Sequence[faust.EventT[Any]]
 ) -> AsyncIterator[BatchOutput]:
     """Handle one batch of events so that its outputs commit together with its offsets.
 
@@ -429,6 +431,7 @@ async def exactly_once_batch(
     if lock is None:
         yield output
         await output.flush()
+        ack_events(events)
         return
     async with lock:
         try:
@@ -446,8 +449,7 @@ async def exactly_once_batch(
                 # offsets.
                 await app.crash(exc)
                 raise
-            for event in events:
-                await stream.ack(event)
+            ack_events(events)
 
         # Once its first record is handed over, a batch finishes, even when the agent is
         # cancelled (faust stops agents before its last commit): half a batch in a transaction

@@ -58,7 +58,7 @@ key_to_count = app.Table("key_to_count", default=int, partitions=4)
 @app.agent(source_topic)
 async def count_and_forward(stream: faust.StreamT) -> None:
     async for events in stream.take_events(200, within=0.05):
-        async with exactly_once_batch(app, stream, events) as output:
+        async with exactly_once_batch(app, events) as output:
             for tp, partition_events in source_partitions(events).items():
                 with sending_for(tp):
                     changed: dict[str, int] = {}

@@ -78,12 +78,17 @@ async def test_a_batch_cancelled_while_sending_finishes_under_the_lock(
     monkeypatch.setattr(eos.BatchOutput, "flush", slow_flush)
     acked: list[int] = []
 
-    class Stream:
-        async def ack(self, event: int) -> None:
-            acked.append(event)
+    class Event:
+        def __init__(self, offset: int) -> None:
+            self.offset = offset
+
+        def ack(self) -> bool:
+            acked.append(self.offset)
+            return True
 
     async def one_batch() -> None:
-        async with eos.exactly_once_batch(object(), Stream(), [1, 2, 3]):  # type: ignore[arg-type]
+        events = [Event(1), Event(2), Event(3)]
+        async with eos.exactly_once_batch(object(), events):  # type: ignore[arg-type]
             pass
 
     batch = asyncio.ensure_future(one_batch())
