@@ -76,11 +76,11 @@ import faust
 from aiokafka.errors import ProducerFenced
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
 
 from streams.batching import ack_events
+from streams.delivery import DirectDeliveryConsumer
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class _PromptFetchConsumerThread(AIOKafkaConsumerThread):
         return consumer
 
 
-class BatchAwareConsumer(AIOKafkaConsumer):
+class BatchAwareConsumer(DirectDeliveryConsumer):
     """A consumer whose commits never interleave with a batch being sent, and whose stream
     partitions start fetching only after the end of a recovery has seeked them (gap 6)."""
 
