@@ -169,17 +169,19 @@ def wire_agents(
 
         app.timer(settings.clock_interval_seconds, on_leader=True)(tick_the_clock)
 
-    sent_to: dict[str, Any] = {}
+    sent_since_count: dict[str, int] = {}  # records sent per topic, counted once per batch
 
     def send(
         topic: Any, key: bytes, value: bytes, output: BatchOutput, partition: int | None = None
     ) -> None:
         name = topic.get_topic_name()
         output.record(name, key, value, partition)
-        counter = sent_to.get(name)
-        if counter is None:  # a label child resolved once per topic, not once per record
-            counter = sent_to[name] = metrics.events_out.labels(name)
-        counter.inc()
+        sent_since_count[name] = sent_since_count.get(name, 0) + 1
+
+    def count_sent() -> None:
+        for name, count in sent_since_count.items():
+            metrics.events_out.labels(name).inc(count)
+        sent_since_count.clear()
 
     def send_fact(subject: str, fact: Fact, output: BatchOutput) -> None:
         # Partitioned by the subject's key (streams/clock.py), not by the record key.
@@ -259,6 +261,7 @@ def wire_agents(
                 time.perf_counter() - started
             )
             _observe_batch(app, metrics, "validate", events)
+            count_sent()
 
     def dead_letter(
         record: SourceRecord,
@@ -414,6 +417,7 @@ def wire_agents(
                 time.perf_counter() - started
             )
             _observe_batch(app, metrics, "judge", events)
+            count_sent()
 
 
 def _observe_batch(

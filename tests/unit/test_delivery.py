@@ -25,7 +25,12 @@ def _channel(full: bool) -> Any:
 def _app(active: bool = True, buffered: int = 0, channels: Any = None) -> Any:
     return SimpleNamespace(
         flow_control=SimpleNamespace(is_active=lambda: active),
-        producer=SimpleNamespace(buffer=SimpleNamespace(size=buffered, max_messages=100)),
+        producer=SimpleNamespace(
+            buffer=SimpleNamespace(
+                size=buffered, max_messages=100, pending=SimpleNamespace(qsize=lambda: buffered)
+            )
+        ),
+        conf=SimpleNamespace(producer_threaded=False),
         topics=SimpleNamespace(
             _tp_index={TP0: channels if channels is not None else [_channel(False)]},
             acks_enabled_for=lambda topic: True,
@@ -48,8 +53,9 @@ def _app(active: bool = True, buffered: int = 0, channels: Any = None) -> Any:
 def test_a_record_is_delivered_at_once_only_when_nothing_can_block(
     app: Any, expected: bool
 ) -> None:
-    consumer = SimpleNamespace(app=app)
-    assert DirectDeliveryConsumer.delivers_at_once(consumer, TP0) is expected  # type: ignore[arg-type]
+    consumer = DirectDeliveryConsumer.__new__(DirectDeliveryConsumer)
+    consumer.app = app
+    assert consumer.delivers_at_once(TP0) is expected
 
 
 class _FakeConsumer:
