@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from processors import facts as fact_types
@@ -30,15 +30,28 @@ _FACT_TYPES: dict[str, type[Any]] = {
 
 def to_json(value: object) -> JsonValue:
     """Any frozen domain value (trigger, alert, snapshot) as JSON-safe data."""
-    if isinstance(value, SubjectRef):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(encode_value(key)): to_json(item) for key, item in value.items()}
-    if isinstance(value, tuple):
-        return [to_json(item) for item in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return encode_value(value)
+    cls = type(value)
+    encoder = _ENCODERS.get(cls)
+    if encoder is None:
+        encoder = _ENCODERS[cls] = _encoder_for(cls)
+    return encoder(value)
+
+
+_ENCODERS: dict[type, Callable[[Any], JsonValue]] = {}
+"""The encoder of each type met, chosen once: a snapshot is written for every changed file."""
+
+
+def _encoder_for(cls: type) -> Callable[[Any], JsonValue]:
+    if issubclass(cls, SubjectRef):
+        return str
+    if issubclass(cls, Mapping):
+        return lambda value: {str(encode_value(key)): to_json(item) for key, item in value.items()}
+    if issubclass(cls, tuple):
+        return lambda value: [to_json(item) for item in value]
+    if dataclasses.is_dataclass(cls):
+        names = tuple(field.name for field in dataclasses.fields(cls))
+        return lambda value: {name: to_json(getattr(value, name)) for name in names}
+    return encode_value
 
 
 def fact_to_dict(fact: Fact) -> dict[str, JsonValue]:
