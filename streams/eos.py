@@ -2,7 +2,7 @@
 
 faust's ``processing_guarantee="exactly_once"`` gives one transactional producer per source
 partition and commits a partition's consumer offsets inside that producer's transaction. Reading
-faust 0.15.3 shows seven gaps that break the guarantee for this product's topology, so the product
+faust 0.15.3 shows eight gaps that break the guarantee for this product's topology, so the product
 closes them here, by configuration and subclassing only (ANCHORS.md §B, issues #177 and #323):
 
 1. **Records go to the wrong transaction.** ``TransactionManager.send`` picks the transaction of
@@ -59,6 +59,17 @@ closes them here, by configuration and subclassing only (ANCHORS.md §B, issues 
    handover those events were handled again (the ledger's idempotence hid it in the triggers).
    :meth:`BatchAwareConsumer._add_gap` leaves the read record out.
 
+8. **A rebalance throws away the offsets it should commit.** faust's
+   ``Consumer.on_partitions_revoked`` forgets the acked offsets of the revoked partitions (with
+   eager rebalancing, all of them) *before* it calls the app's handler, which waits for the
+   agents and commits what they acked: that commit found nothing. A worker that keeps a
+   partition keeps its producer, and the open transaction with the outputs of every batch
+   since the last commit; after the rebalance the worker seeks back to the committed offset,
+   handles those events again, and its next commit commits both copies. In the handover test
+   (a second worker keeps its partitions when the first stops) the repeats were list triggers
+   raised twice, so the list outcome never matched the reference: the "stall" in the README.
+   Here the offsets are forgotten after the app's handler has committed them.
+
 A third-party reader sees only committed transactions (``read_committed``), so outputs,
 changelog records and offsets become visible together or not at all.
 """
@@ -74,10 +85,11 @@ from typing import Any
 
 import faust
 from aiokafka.errors import ProducerFenced
-from faust.transport.consumer import TransactionManager
+from faust.transport.consumer import CONSUMER_PARTITIONS_REVOKED, TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
+from mode import Service
 
 from streams.batching import ack_events
 from streams.delivery import DirectDeliveryConsumer
@@ -225,8 +237,9 @@ class _PromptFetchConsumerThread(AIOKafkaConsumerThread):
 
 
 class BatchAwareConsumer(DirectDeliveryConsumer):
-    """A consumer whose commits never interleave with a batch being sent, and whose stream
-    partitions start fetching only after the end of a recovery has seeked them (gap 6)."""
+    """A consumer whose commits never interleave with a batch being sent, whose stream
+    partitions start fetching only after the end of a recovery has seeked them (gap 6), and
+    that commits what it handled before a rebalance takes its partitions (gap 8)."""
 
     _batch_lock: asyncio.Lock | None = None
     _held_until_flow_resumes: set[TP] | None = None
@@ -267,6 +280,31 @@ class BatchAwareConsumer(DirectDeliveryConsumer):
         held, self._held_until_flow_resumes = self._held_until_flow_resumes, None
         if held:
             super().resume_partitions(held)
+
+    @Service.transitions_to(CONSUMER_PARTITIONS_REVOKED)
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """faust's, but the revoked partitions' offsets are forgotten only after the app's
+        handler (stop the flow, wait for the agents, commit and end the transactions) has run.
+
+        faust forgets them first, so that commit found no acked offset: the outputs of the
+        batches since the last commit stayed in the open transaction of a partition the worker
+        keeps, the events were handled again after the seek to the committed offsets, and the
+        next commit committed both copies (gap 8 above). Until the new assignment (eager
+        rebalancing) the partitions are still this worker's, so committing them is right; a
+        worker that lost them to another meanwhile is fenced by the new owner's producer.
+        """
+        if self._active_partitions is not None:
+            self._active_partitions.difference_update(revoked)
+        self._paused_partitions.difference_update(revoked)
+        try:
+            await self._on_partitions_revoked(revoked)
+        finally:
+            for tp in revoked:
+                self._gap.pop(tp, None)
+                self._acked.pop(tp, None)
+                self._acked_index.pop(tp, None)
+                self._read_offset.pop(tp, None)
+                self._committed_offset.pop(tp, None)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed: Mapping[TP, int] = await super().seek_to_committed()

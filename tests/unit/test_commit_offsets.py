@@ -100,3 +100,23 @@ async def test_a_batch_cancelled_while_sending_finishes_under_the_lock(
     with pytest.raises(asyncio.CancelledError):
         await batch
     assert acked == [1, 2, 3] and not lock.locked()
+
+
+async def test_a_rebalance_commits_what_was_handled_before_it_forgets_the_partition(
+    consumer: BatchAwareConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """faust hands a revocation to the app's handler, which waits for the agents and commits
+    what they acked; the partition's offsets must still be there for that commit (gap 8). A
+    worker keeps its open transaction for a partition it is assigned again: offsets it failed to
+    commit there meant the events were handled twice and both copies committed."""
+    await _read_and_ack(consumer, [*range(10), *range(12, 20)])
+    committable_in_handler: dict[TP, int] = {}
+
+    async def app_handler(revoked: set[TP]) -> None:  # the commit's own choice of offsets
+        committable_in_handler.update(consumer._filter_committable_offsets(revoked))
+
+    monkeypatch.setattr(consumer, "_on_partitions_revoked", app_handler)
+    await consumer.on_partitions_revoked({FACTS})
+    assert committable_in_handler == {FACTS: 20}
+    # Forgotten afterwards: the next assignment starts from the committed offsets.
+    assert not consumer._acked.get(FACTS) and consumer._committed_offset.get(FACTS) is None
