@@ -137,7 +137,7 @@ class WorkdayCalendar:
     Immutable: :meth:`with_schedule` returns a new calendar.
     """
 
-    __slots__ = ("_by_year",)
+    __slots__ = ("_by_year", "_known")
 
     def __init__(self, schedules: Iterable[OfficialSchedule] = ()) -> None:
         """:param schedules: official schedules, at most one per year; they take precedence
@@ -150,6 +150,10 @@ class WorkdayCalendar:
                 raise ScheduleError(f"two official schedules for the year {schedule.year}")
             by_year[schedule.year] = schedule
         self._by_year: Mapping[int, OfficialSchedule] = MappingProxyType(by_year)
+        # Each day's answer, once asked: deadlines count the same days for every decision of a
+        # day, and chinese_calendar validates its argument on every call. Bounded by the days
+        # that exist in the years asked about.
+        self._known: dict[date, bool | None] = {}
 
     def __repr__(self) -> str:
         return f"WorkdayCalendar(schedule_years={sorted(self._by_year)})"
@@ -170,6 +174,13 @@ class WorkdayCalendar:
 
     def is_working_day(self, d: date) -> bool | None:
         """Whether ``d`` is a working day; ``None`` when no source covers its year."""
+        try:
+            return self._known[d]
+        except KeyError:
+            working = self._known[d] = self._look_up(d)
+            return working
+
+    def _look_up(self, d: date) -> bool | None:
         schedule = self._by_year.get(d.year)
         if schedule is not None:
             return schedule.is_working_day(d)

@@ -47,7 +47,7 @@ async def take_ready(
         taken.add(await queue.get(), batch)
         deadline = loop.time() + within
         while len(batch) < max_events:
-            while not queue.empty() and len(batch) < max_events:
+            for _ in range(min(queue.qsize(), max_events - len(batch))):
                 taken.add(queue.get_nowait(), batch)
             if len(batch) >= max_events:
                 break

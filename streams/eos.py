@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -92,6 +93,7 @@ from faust.types import TP
 from mode import Service
 
 from streams.batching import ack_events
+from streams.clock import key_partition
 from streams.delivery import DirectDeliveryConsumer
 
 log = logging.getLogger(__name__)
@@ -462,6 +464,9 @@ async def _send_after(
     await _settle(deliveries)
 
 
+_key_partition = functools.lru_cache(maxsize=65_536)(key_partition)
+
+
 async def _send_in_record_batches(client: Any, records: Sequence[Record]) -> list[Any]:
     """Send ``records`` as one record batch per destination partition, order kept in each.
 
@@ -475,7 +480,12 @@ async def _send_in_record_batches(client: Any, records: Sequence[Record]) -> lis
             partition = partition_of.get((topic, key))
             if partition is None:
                 await client.client._wait_on_metadata(topic)
-                partition = client._partition(topic, None, None, None, key, value)
+                partitions = client._metadata.partitions_for_topic(topic)
+                if key is not None and partitions == set(range(len(partitions))):
+                    # The default partitioner's choice (murmur2 in pure Python), remembered.
+                    partition = _key_partition(key, len(partitions))
+                else:
+                    partition = client._partition(topic, None, None, None, key, value)
                 partition_of[topic, key] = partition
         by_destination.setdefault((topic, partition), []).append((key, value))
     sent = await asyncio.gather(
