@@ -2,7 +2,7 @@
 
 faust's ``processing_guarantee="exactly_once"`` gives one transactional producer per source
 partition and commits a partition's consumer offsets inside that producer's transaction. Reading
-faust 0.15.3 shows eight gaps that break the guarantee for this product's topology, so the product
+faust 0.15.3 shows nine gaps that break the guarantee for this product's topology, so the product
 closes them here, by configuration and subclassing only (ANCHORS.md §B, issues #177 and #323):
 
 1. **Records go to the wrong transaction.** ``TransactionManager.send`` picks the transaction of
@@ -69,6 +69,15 @@ closes them here, by configuration and subclassing only (ANCHORS.md §B, issues 
    (a second worker keeps its partitions when the first stops) the repeats were list triggers
    raised twice, so the list outcome never matched the reference: the "stall" in the README.
    Here the offsets are forgotten after the app's handler has committed them.
+9. **The end of a recovery can drain a stream partition into nothing.** faust's fetcher hands
+   its live set of active partitions to the consumer thread, where aiokafka waits up to a
+   second for records of those partitions, and aiokafka reads an *empty* set as "every
+   partition". When a recovery ends, faust pauses the changelog partitions (the set becomes
+   empty) while that wait goes on, then seeks the stream partitions to their committed offsets;
+   a partition refetched after its seek was drained whole in the same wait and thrown away by
+   faust, which keeps only records of active partitions. Its position was then at the end, its
+   committed offset at the start, and nothing fetched it again (the handover test: a partition
+   handed over at offset 221 of 1,450, never consumed). Here the thread gets a copy of the set.
 
 A third-party reader sees only committed transactions (``read_committed``), so outputs,
 changelog records and offsets become visible together or not at all.
@@ -360,8 +369,9 @@ class _PromptFetchConsumerThread(AIOKafkaConsumerThread):
 
 class BatchAwareConsumer(DirectDeliveryConsumer):
     """A consumer whose commits never interleave with a batch being sent, whose stream
-    partitions start fetching only after the end of a recovery has seeked them (gap 6), and
-    that commits what it handled before a rebalance takes its partitions (gap 8)."""
+    partitions start fetching only after the end of a recovery has seeked them (gap 6), that
+    commits what it handled before a rebalance takes its partitions (gap 8), and that fetches
+    only the partitions active when it asks (gap 9)."""
 
     _batch_lock: asyncio.Lock | None = None
     _held_until_flow_resumes: set[TP] | None = None
@@ -427,6 +437,21 @@ class BatchAwareConsumer(DirectDeliveryConsumer):
                 self._acked_index.pop(tp, None)
                 self._read_offset.pop(tp, None)
                 self._committed_offset.pop(tp, None)
+
+    async def _getmany(
+        self,
+        active_partitions: set[TP] | None,
+        timeout: float,  # noqa: ASYNC109 (faust's signature)
+    ) -> Any:
+        """Fetch records of the partitions active now, from a copy of faust's live set (gap 9).
+
+        The consumer thread waits up to ``timeout`` for records; faust changes its set meanwhile,
+        and aiokafka takes an empty set for "every partition": records of paused partitions
+        came back, advanced their positions, and were dropped by faust as inactive.
+        """
+        if active_partitions is not None:
+            active_partitions = set(active_partitions)
+        return await super()._getmany(active_partitions, timeout)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         transactions = getattr(self, "transactions", None)

@@ -9,6 +9,7 @@ restart stall in the README). No broker: the seek and the flow's resume are obse
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -86,3 +87,40 @@ def test_a_partition_paused_again_is_not_resumed_by_the_flow(app: ExactlyOnceApp
     consumer.pause_partitions({SOURCE})
     consumer.resume_flow()
     assert SOURCE not in consumer._get_active_partitions()
+
+
+async def test_a_fetch_that_waits_takes_only_the_partitions_active_when_it_began(
+    app: ExactlyOnceApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end of a recovery pauses the changelog while the fetcher's last read of it still
+    waits in the consumer thread (up to a second), and aiokafka reads an empty set of
+    partitions as "every partition". Records of a paused stream partition must stay with
+    aiokafka: returned, they advanced its position and faust dropped them as inactive, so the
+    partition was never read again (gap 9)."""
+    consumer = app.consumer
+    assert isinstance(consumer, BatchAwareConsumer)
+    changelog = _changelog(app)
+    fetched = {changelog: ["changelog record"], SOURCE: ["record 221", "record 222"]}
+    response = asyncio.Event()
+
+    async def fetched_records(partitions: set[TP], timeout: float) -> dict[TP, list[str]]:
+        await response.wait()  # aiokafka's wait for a fetch response, in the consumer thread
+        return {
+            tp: fetched.pop(tp)
+            for tp in list(fetched)
+            if not partitions or tp in partitions  # aiokafka: empty means every partition
+        }
+
+    monkeypatch.setattr(consumer, "assignment", lambda: {SOURCE, changelog})
+    monkeypatch.setattr(consumer._thread, "getmany", fetched_records)
+    consumer.pause_partitions({SOURCE, changelog})
+    consumer.resume_partitions({changelog})  # the recovery reads the changelog
+
+    reading = asyncio.ensure_future(consumer._wait_next_records(timeout=1.0))
+    await asyncio.sleep(0.01)
+    consumer.pause_partitions({changelog})  # "Done reading from changelog topics"
+    response.set()
+    records, _ = await reading
+
+    assert set(records) == {changelog}
+    assert SOURCE in fetched, "still aiokafka's, for when the partition is resumed"
