@@ -50,8 +50,9 @@ class Settings(BaseSettings):
     """How long a batch waits for more events once the fetched ones are all in it."""
     judge_in_place: bool = False
     """Judge a detection's vehicle in the first hop when it arrives on the vehicle's partition
-    (streams/app.py). Off: with it on, the worker that took over a stopped worker's partitions
-    stalled and repeated triggers in 5 of 20 handover tests, against 1 of 12 off (README)."""
+    (streams/app.py). Off by default: it was turned off when handovers stalled and repeated
+    triggers (more often with it on); that was exactly-once gaps 8 and 9, fixed since (README),
+    and the worker benchmarks have not been run again with it on."""
     fetch_max_wait_ms: int = 50
     """How long the broker may hold a fetch that finds nothing new (faust fixes it at 1.5 s)."""
     session_timeout_seconds: float = 10.0
