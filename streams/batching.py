@@ -42,22 +42,28 @@ async def take_ready(
     app = stream.app
     loop = asyncio.get_running_loop()
     batch: list[faust.EventT[Any]] = []
-    while True:
+    stopped = False
+    while not stopped:
         taken = _Taken(app)
-        taken.add(await queue.get(), batch)
-        deadline = loop.time() + within
-        while len(batch) < max_events:
-            for _ in range(min(queue.qsize(), max_events - len(batch))):
-                taken.add(queue.get_nowait(), batch)
-            if len(batch) >= max_events:
-                break
-            left = deadline - loop.time()
-            if left <= 0:
-                break
-            before = queue.qsize()
-            await asyncio.sleep(min(linger, left))
-            if queue.qsize() == before:  # quiet for ``linger``: the events fetched so far are in
-                break
+        try:
+            taken.add(await queue.get(), batch)
+            deadline = loop.time() + within
+            while len(batch) < max_events:
+                for _ in range(min(queue.qsize(), max_events - len(batch))):
+                    taken.add(queue.get_nowait(), batch)
+                if len(batch) >= max_events:
+                    break
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                before = queue.qsize()
+                await asyncio.sleep(min(linger, left))
+                if queue.qsize() == before:  # quiet for ``linger``: the fetched events are in
+                    break
+        except StopAsyncIteration:
+            # How faust tells an agent's channel to stop (its stream ends the iteration): the
+            # events taken so far are still handled.
+            stopped = True
         taken.ack_skipped()
         if not batch:
             continue

@@ -154,3 +154,27 @@ async def test_an_event_of_the_generation_current_when_it_is_taken_is_not_stale(
     channel.queue.put_nowait(event)
     assert await waiting == [event]
     assert stream.app.consumer.acked == []
+
+
+async def test_the_channel_told_to_stop_ends_the_batches_after_the_events_taken() -> None:
+    """faust stops an agent by throwing StopAsyncIteration into its channel; raised out of the
+    async generator it became a RuntimeError and crashed the agent on every clean stop."""
+    stream, channel = _setup()
+    event = _event(stream.app, 0)
+    channel.queue.put_nowait(event)
+
+    class _Stop:
+        pass
+
+    original_get_nowait = channel.queue.get_nowait
+
+    def get_nowait() -> Any:
+        value = original_get_nowait()
+        if isinstance(value, _Stop):
+            raise StopAsyncIteration
+        return value
+
+    channel.queue.put_nowait(_Stop())
+    channel.queue.get_nowait = get_nowait  # type: ignore[method-assign]
+    batches = [batch async for batch in take_ready(stream, 100, 1.0, 0.005)]
+    assert batches == [[event]]
