@@ -117,6 +117,8 @@ class SourcePartitionTransactionManager(TransactionManager):
     """Sends each record in the transaction of the source partition being processed."""
 
     _deliveries: dict[str, list[Any]] | None = None
+    _handed_over: dict[str, asyncio.Future[None]] | None = None
+    """Per transaction, done once the records sent last have been handed to its producer."""
 
     def expect_deliveries(self, transactional_id: str, deliveries: Iterable[Any]) -> None:
         """Make the next commit of ``transactional_id`` wait for ``deliveries`` and check them.
@@ -128,11 +130,30 @@ class SourcePartitionTransactionManager(TransactionManager):
             self._deliveries = {}
         self._deliveries.setdefault(transactional_id, []).extend(deliveries)
 
+    def send_in_order(self, transactional_id: str, client: Any, records: Sequence[Record]) -> None:
+        """Hand ``records`` to the producer of ``transactional_id`` after the records handed to it
+        before them, without waiting; its next commit waits until the broker has them.
+
+        aiokafka takes a partition's next record batch only once the one before has left for the
+        broker; waiting for that under the batch lock took 13-20% of the worker's wall time (a
+        round trip for each partition still busy). The batches keep their order: each send
+        starts once the one before it has handed its records over.
+        """
+        if self._handed_over is None:
+            self._handed_over = {}
+        previous = self._handed_over.get(transactional_id)
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._handed_over[transactional_id] = handed
+        send = asyncio.ensure_future(_send_after(previous, handed, client, records))
+        self.expect_deliveries(transactional_id, [send])
+
     def _forget_deliveries(self, transactional_ids: Iterable[str]) -> None:
         # The transaction ends with its producer (aborted): nothing of it will be committed.
-        if self._deliveries:
-            for transactional_id in transactional_ids:
-                self._deliveries.pop(transactional_id, None)
+        for transactional_id in transactional_ids:
+            for delivery in (self._deliveries or {}).pop(transactional_id, []):
+                if isinstance(delivery, asyncio.Future):
+                    delivery.cancel()
+            (self._handed_over or {}).pop(transactional_id, None)
 
     async def send(
         self,
@@ -440,12 +461,32 @@ class BatchOutput:
             transactional_id = transactions._transactional_id_of(source)
             await transactions._ensure_in_transaction(transactional_id)
             client = producer._transaction_producers[transactional_id]
-            async with producer._trn_locks[transactional_id]:
-                deliveries = await _send_in_record_batches(client, records)
-            transactions.expect_deliveries(transactional_id, deliveries)
+            transactions.send_in_order(transactional_id, client, records)
         self._records.clear()
         await _settle(self._pending)
         self._pending.clear()
+
+
+async def _send_after(
+    previous: asyncio.Future[None] | None,
+    handed: asyncio.Future[None],
+    client: Any,
+    records: Sequence[Record],
+) -> None:
+    """Send ``records`` once ``previous`` is handed over; done when the broker has them all."""
+    try:
+        if previous is not None:
+            await previous  # records that could not be handed over stop those after them too
+        deliveries = await _send_in_record_batches(client, records)
+    except BaseException as exc:
+        if isinstance(exc, asyncio.CancelledError):
+            handed.cancel()
+        else:
+            handed.set_exception(exc)
+            handed.exception()  # retrieved: the commit that waits for this send reports it
+        raise
+    handed.set_result(None)
+    await _settle(deliveries)
 
 
 _key_partition = functools.lru_cache(maxsize=65_536)(key_partition)

@@ -1,4 +1,5 @@
-"""How a batch's records reach its transaction's producer (streams/eos.py)."""
+"""Batches hand their records to a transaction's producer in order, without waiting under the
+batch lock; the commit waits for them (streams/eos.py, SourcePartitionTransactionManager)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from aiokafka.partitioner import murmur2
 
-from streams.eos import _send_in_record_batches
+from streams.eos import SourcePartitionTransactionManager, _send_in_record_batches, _settle
 
 TOPIC = "credit-snapshots"
 
@@ -49,8 +51,59 @@ class _Client:
         return delivered
 
 
+def _manager() -> SourcePartitionTransactionManager:
+    return SourcePartitionTransactionManager.__new__(SourcePartitionTransactionManager)
+
+
 def _records(*keys: bytes) -> list[tuple[str, bytes, bytes, int]]:
     return [(TOPIC, key, b"{}", 0) for key in keys]
+
+
+async def test_a_later_batch_waits_until_the_one_before_is_handed_over() -> None:
+    manager, client = _manager(), _Client()
+    client.gates[b"first"] = asyncio.Event()
+    manager.send_in_order("txn-0", client, _records(b"first", b"first-2"))
+    manager.send_in_order("txn-0", client, _records(b"second"))
+    await asyncio.sleep(0.01)
+    assert client.handed == [], "the second batch must not overtake the first"
+    client.gates[b"first"].set()
+    await _settle((manager._deliveries or {})["txn-0"])
+    assert client.handed == [[b"first", b"first-2"], [b"second"]]
+
+
+async def test_transactions_do_not_wait_for_each_other() -> None:
+    manager, client = _manager(), _Client()
+    client.gates[b"held"] = asyncio.Event()
+    manager.send_in_order("txn-0", client, _records(b"held"))
+    manager.send_in_order("txn-1", client, _records(b"free"))
+    await _settle((manager._deliveries or {})["txn-1"])
+    assert client.handed == [[b"free"]]
+    client.gates[b"held"].set()
+    await _settle((manager._deliveries or {})["txn-0"])
+
+
+async def test_a_refused_batch_fails_the_commit_and_the_batches_after_it() -> None:
+    """Nothing after a batch that could not be handed over may reach the transaction: its
+    commit would otherwise go past a hole."""
+    manager, client = _manager(), _Client()
+    client.refused.add(b"refused")
+    manager.send_in_order("txn-0", client, _records(b"refused"))
+    manager.send_in_order("txn-0", client, _records(b"after"))
+    with pytest.raises(RuntimeError, match="refused"):
+        await _settle((manager._deliveries or {})["txn-0"])
+    await asyncio.sleep(0.01)
+    assert client.handed == []
+
+
+async def test_a_forgotten_transaction_cancels_its_sends() -> None:
+    manager, client = _manager(), _Client()
+    client.gates[b"held"] = asyncio.Event()
+    manager.send_in_order("txn-0", client, _records(b"held"))
+    sends = list((manager._deliveries or {})["txn-0"])
+    manager._forget_deliveries(["txn-0"])
+    await asyncio.sleep(0)
+    assert all(send.cancelled() for send in sends)
+    assert not (manager._deliveries or {}).get("txn-0")
 
 
 async def test_a_record_without_a_partition_goes_where_the_default_partitioner_puts_it() -> None:
