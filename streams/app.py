@@ -117,6 +117,7 @@ def create_app(
     serde = AvroSerde.with_local_ids(wire_format=WireFormat(settings.wire_format))
     wire_agents(app, settings, metrics, policy_book, serde)
     app.sensors.add(_TimingSensor(metrics))
+    app.commit_observers.append(metrics.commit_seconds.observe)
 
     _time_recoveries(app, metrics)
     return app, metrics
@@ -440,18 +441,11 @@ def _observe_batch(
 
 
 class _TimingSensor(faust.Sensor):
-    """Commit and rebalance durations for Prometheus (faust calls sensors around both)."""
+    """Rebalance durations for Prometheus (faust calls sensors around it)."""
 
     def __init__(self, metrics: WorkerMetrics) -> None:
         super().__init__()
         self._metrics = metrics
-
-    def on_commit_initiated(self, consumer: Any) -> Any:
-        return time.perf_counter()
-
-    def on_commit_completed(self, consumer: Any, state: Any) -> None:
-        if isinstance(state, float):
-            self._metrics.commit_seconds.observe(time.perf_counter() - state)
 
     def on_rebalance_start(self, app: Any) -> dict[str, float]:
         return {"started": time.perf_counter()}

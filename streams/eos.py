@@ -89,7 +89,16 @@ import asyncio
 import contextvars
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -118,7 +127,11 @@ class SourcePartitionTransactionManager(TransactionManager):
 
     _deliveries: dict[str, list[Any]] | None = None
     _handed_over: dict[str, asyncio.Future[None]] | None = None
-    """Per transaction, done once the records sent last have been handed to its producer."""
+    """Per transaction, done once the records sent last have been handed to its producer, or
+    its commit that started since has ended."""
+    _committing: dict[str, asyncio.Future[None]] | None = None
+    """Per transaction, its last commit (maybe still running)."""
+    _crashing: asyncio.Future[None] | None = None
 
     def expect_deliveries(self, transactional_id: str, deliveries: Iterable[Any]) -> None:
         """Make the next commit of ``transactional_id`` wait for ``deliveries`` and check them.
@@ -130,22 +143,47 @@ class SourcePartitionTransactionManager(TransactionManager):
             self._deliveries = {}
         self._deliveries.setdefault(transactional_id, []).extend(deliveries)
 
-    def send_in_order(self, transactional_id: str, client: Any, records: Sequence[Record]) -> None:
+    def send_in_order(self, transactional_id: str, records: Sequence[Record]) -> None:
         """Hand ``records`` to the producer of ``transactional_id`` after the records handed to it
         before them, without waiting; its next commit waits until the broker has them.
 
         aiokafka takes a partition's next record batch only once the one before has left for the
         broker; waiting for that under the batch lock took 13-20% of the worker's wall time (a
         round trip for each partition still busy). The batches keep their order: each send
-        starts once the one before it has handed its records over.
+        starts once the one before it has handed its records over, or once the commit started
+        since has ended (then they go into the next transaction).
         """
         if self._handed_over is None:
             self._handed_over = {}
         previous = self._handed_over.get(transactional_id)
         handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._handed_over[transactional_id] = handed
-        send = asyncio.ensure_future(_send_after(previous, handed, client, records))
+        send = asyncio.ensure_future(self._send_after(previous, handed, transactional_id, records))
         self.expect_deliveries(transactional_id, [send])
+
+    async def _send_after(
+        self,
+        previous: asyncio.Future[None] | None,
+        handed: asyncio.Future[None],
+        transactional_id: str,
+        records: Sequence[Record],
+    ) -> None:
+        """Send ``records`` once ``previous`` is done; done when the broker has them all."""
+        try:
+            if previous is not None:
+                await previous  # what could not be handed over (or committed) stops what follows
+            await self._ensure_in_transaction(transactional_id)
+            client = self.producer._transaction_producers[transactional_id]  # type: ignore[attr-defined]
+            deliveries = await _send_in_record_batches(client, records)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                handed.cancel()
+            else:
+                handed.set_exception(exc)
+                handed.exception()  # retrieved: the commit that waits for this send reports it
+            raise
+        handed.set_result(None)
+        await _settle(deliveries)
 
     def _forget_deliveries(self, transactional_ids: Iterable[str]) -> None:
         # The transaction ends with its producer (aborted): nothing of it will be committed.
@@ -192,31 +230,89 @@ class SourcePartitionTransactionManager(TransactionManager):
         under the batch lock: with eight partitions no batch ran for most of every commit.
         The transactions are independent, so they commit concurrently; a fenced producer
         still stops the worker, as in faust.
+
+        A commit from faust's timer returns once it has started: its transactions finish in
+        the background while batches go on (waiting for the broker under the batch lock took a
+        quarter of the worker's wall time). Records sent meanwhile wait for their transaction's
+        commit to end and go into the next one (:meth:`send_in_order`). Any other commit (a
+        rebalance's, the last one before stopping) first waits for those, and finishes before
+        it returns: what follows it reads the committed offsets back from the broker.
         """
         by_transaction: dict[str, dict[TP, int]] = {}
         for tp, offset in offsets.items():
             by_transaction.setdefault(self._transactional_id_of(tp), {})[tp] = offset
+        in_background = start_new_transaction and self._flowing()
+        await self.commits_done(None if not in_background else by_transaction)
         # faust's shutdown commits twice with start_new_transaction=False; the second found no
         # open transaction, raised IllegalOperation, and could leave the worker hanging on stop.
         for transactional_id in by_transaction:
             await self._ensure_in_transaction(transactional_id)
+        commits = [
+            self._start_commit(transactional_id, tp_offsets, start_new_transaction)
+            for transactional_id, tp_offsets in by_transaction.items()
+        ]
+        if in_background:
+            for commit in commits:
+                commit.add_done_callback(self._crash_on_failure)
+            return True
         try:
-            await asyncio.gather(
-                *(
-                    self._commit_transaction(transactional_id, tp_offsets, start_new_transaction)
-                    for transactional_id, tp_offsets in by_transaction.items()
-                )
-            )
+            await asyncio.gather(*commits)
         except ProducerFenced as fenced:
             log.warning("producer fenced: %s", fenced)
             await self.app.crash(fenced)
         return True
 
-    async def _commit_transaction(
+    def _flowing(self) -> bool:
+        app = self.app
+        return bool(app.flow_control.is_active() and not app.rebalancing)
+
+    def _start_commit(
         self, transactional_id: str, offsets: dict[TP, int], start_new_transaction: bool
-    ) -> None:
-        producer: Any = self.producer
+    ) -> asyncio.Future[None]:
+        """Commit ``transactional_id`` in a task; records sent from now on wait until it ends."""
+        if self._handed_over is None:
+            self._handed_over = {}
+        if self._committing is None:
+            self._committing = {}
+        # Taken now: a send queued after this belongs to the next transaction, and waits for
+        # this commit to end.
         deliveries = (self._deliveries or {}).pop(transactional_id, [])
+        commit = asyncio.ensure_future(
+            self._commit_transaction(transactional_id, offsets, deliveries, start_new_transaction)
+        )
+        self._handed_over[transactional_id] = commit
+        self._committing[transactional_id] = commit
+        return commit
+
+    def _crash_on_failure(self, commit: asyncio.Future[None]) -> None:
+        if commit.cancelled() or commit.exception() is None:
+            return
+        failure = commit.exception()
+        assert failure is not None
+        if isinstance(failure, ProducerFenced):
+            log.warning("producer fenced: %s", failure)
+        else:
+            log.error("transaction commit failed: %r", failure)
+        # faust counts the offsets as committed: restart from what the broker has.
+        self._crashing = asyncio.ensure_future(self.app.crash(failure))
+
+    async def commits_done(self, transactional_ids: Iterable[str] | None = None) -> None:
+        """Wait until the commits still running (of ``transactional_ids``, or all) have ended."""
+        committing = self._committing or {}
+        wanted = list(committing) if transactional_ids is None else transactional_ids
+        running = [committing[tid] for tid in wanted if tid in committing]
+        if running:
+            await asyncio.wait(running)
+
+    async def _commit_transaction(
+        self,
+        transactional_id: str,
+        offsets: dict[TP, int],
+        deliveries: list[Any],
+        start_new_transaction: bool,
+    ) -> None:
+        started = time.perf_counter()
+        producer: Any = self.producer
         async with producer._trn_locks[transactional_id]:
             client = producer._transaction_producers.get(transactional_id)
             if client is None:
@@ -228,6 +324,8 @@ class SourcePartitionTransactionManager(TransactionManager):
             await client.commit_transaction()
             if start_new_transaction:
                 await client.begin_transaction()
+        for observe in getattr(self.app, "commit_observers", ()):
+            observe(time.perf_counter() - started)
 
     def _transactional_id_of(self, tp: TP) -> str:
         group = self.app.assignor.group_for_topic(tp.topic)
@@ -238,6 +336,7 @@ class SourcePartitionTransactionManager(TransactionManager):
         # and keeps an old producer when a partition comes back. By then another worker may
         # have fenced it. A partition that arrives gets a fresh producer (a new epoch), which
         # also aborts whatever its previous owner left open.
+        await self.commits_done()
         restarted = sorted(self._tps_to_transactional_ids(set(newly_assigned)))
         self._forget_deliveries(restarted)
         for transactional_id in restarted:
@@ -355,6 +454,9 @@ class BatchAwareConsumer(DirectDeliveryConsumer):
         return await super()._getmany(active_partitions, timeout)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
+        transactions = getattr(self, "transactions", None)
+        if isinstance(transactions, SourcePartitionTransactionManager):
+            await transactions.commits_done()  # the broker's committed offsets are read next
         committed: Mapping[TP, int] = await super().seek_to_committed()
         for tp, offset in committed.items():
             if offset is not None and offset > 0:
@@ -401,6 +503,11 @@ class ExactlyOnceApp(faust.App):
 
     fetch_max_wait_ms: int = 1500
     """How long the broker may hold a fetch that finds nothing new (faust's fixed value)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commit_observers: list[Callable[[float], None]] = []
+        """Called with each transaction commit's duration, in seconds (commits end in tasks)."""
 
     def _new_transport(self) -> Any:
         return ExactlyOnceTransport(self.conf.broker_consumer, self)
@@ -458,35 +565,10 @@ class BatchOutput:
                         await producer.send(topic, key, value, partition, None, None)
                     )
                 continue
-            transactional_id = transactions._transactional_id_of(source)
-            await transactions._ensure_in_transaction(transactional_id)
-            client = producer._transaction_producers[transactional_id]
-            transactions.send_in_order(transactional_id, client, records)
+            transactions.send_in_order(transactions._transactional_id_of(source), records)
         self._records.clear()
         await _settle(self._pending)
         self._pending.clear()
-
-
-async def _send_after(
-    previous: asyncio.Future[None] | None,
-    handed: asyncio.Future[None],
-    client: Any,
-    records: Sequence[Record],
-) -> None:
-    """Send ``records`` once ``previous`` is handed over; done when the broker has them all."""
-    try:
-        if previous is not None:
-            await previous  # records that could not be handed over stop those after them too
-        deliveries = await _send_in_record_batches(client, records)
-    except BaseException as exc:
-        if isinstance(exc, asyncio.CancelledError):
-            handed.cancel()
-        else:
-            handed.set_exception(exc)
-            handed.exception()  # retrieved: the commit that waits for this send reports it
-        raise
-    handed.set_result(None)
-    await _settle(deliveries)
 
 
 _key_partition = functools.lru_cache(maxsize=65_536)(key_partition)

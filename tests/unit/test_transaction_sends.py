@@ -4,11 +4,13 @@ batch lock; the commit waits for them (streams/eos.py, SourcePartitionTransactio
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiokafka.partitioner import murmur2
+from faust.types import TP
 
 from streams.eos import SourcePartitionTransactionManager, _send_in_record_batches, _settle
 
@@ -35,9 +37,28 @@ class _Client:
         self.handed: list[list[bytes]] = []
         self.gates: dict[bytes, asyncio.Event] = {}
         self.refused: set[bytes] = set()
+        self.log = []
 
     def create_batch(self) -> _Batch:
         return _Batch()
+
+    # The transaction's end: ``log`` tells what reached it in which order.
+    log: list[str]
+    commit_gate: asyncio.Event | None = None
+    commit_fails: BaseException | None = None
+
+    async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
+        self.log.append(f"offsets {sorted(tp.partition for tp in offsets)}")
+
+    async def commit_transaction(self) -> None:
+        if self.commit_gate is not None:
+            await self.commit_gate.wait()
+        if self.commit_fails is not None:
+            raise self.commit_fails
+        self.log.append("commit")
+
+    async def begin_transaction(self) -> None:
+        self.log.append("begin")
 
     async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> Any:
         gate = self.gates.get(batch.keys[0])
@@ -46,13 +67,35 @@ class _Client:
         if batch.keys[0] in self.refused:
             raise RuntimeError("the producer refused the batch")
         self.handed.append(batch.keys)
+        self.log.append("records " + ",".join(key.decode() for key in batch.keys))
         delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         delivered.set_result(None)
         return delivered
 
 
-def _manager() -> SourcePartitionTransactionManager:
-    return SourcePartitionTransactionManager.__new__(SourcePartitionTransactionManager)
+def _manager(*clients: _Client) -> SourcePartitionTransactionManager:
+    """A transaction manager per source partition ``txn-<n>``, with the n-th client as its
+    producer, and an app that records crashes."""
+    manager = SourcePartitionTransactionManager.__new__(SourcePartitionTransactionManager)
+    crashes: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        crashes.append(exc)
+
+    manager.app = SimpleNamespace(  # type: ignore[assignment]
+        flow_control=SimpleNamespace(is_active=lambda: True),
+        rebalancing=False,
+        conf=SimpleNamespace(id="app"),
+        crash=crash,
+        crashes=crashes,
+        commit_observers=[],
+    )
+    manager.producer = SimpleNamespace(  # type: ignore[assignment]
+        _transaction_producers={f"txn-{n}": client for n, client in enumerate(clients)},
+        _trn_locks=defaultdict(asyncio.Lock),
+    )
+    manager._transactional_id_of = lambda tp: f"txn-{tp.partition}"  # type: ignore[method-assign]
+    return manager
 
 
 def _records(*keys: bytes) -> list[tuple[str, bytes, bytes, int]]:
@@ -60,10 +103,11 @@ def _records(*keys: bytes) -> list[tuple[str, bytes, bytes, int]]:
 
 
 async def test_a_later_batch_waits_until_the_one_before_is_handed_over() -> None:
-    manager, client = _manager(), _Client()
+    client = _Client()
+    manager = _manager(client)
     client.gates[b"first"] = asyncio.Event()
-    manager.send_in_order("txn-0", client, _records(b"first", b"first-2"))
-    manager.send_in_order("txn-0", client, _records(b"second"))
+    manager.send_in_order("txn-0", _records(b"first", b"first-2"))
+    manager.send_in_order("txn-0", _records(b"second"))
     await asyncio.sleep(0.01)
     assert client.handed == [], "the second batch must not overtake the first"
     client.gates[b"first"].set()
@@ -72,10 +116,11 @@ async def test_a_later_batch_waits_until_the_one_before_is_handed_over() -> None
 
 
 async def test_transactions_do_not_wait_for_each_other() -> None:
-    manager, client = _manager(), _Client()
+    client = _Client()
+    manager = _manager(client, client)
     client.gates[b"held"] = asyncio.Event()
-    manager.send_in_order("txn-0", client, _records(b"held"))
-    manager.send_in_order("txn-1", client, _records(b"free"))
+    manager.send_in_order("txn-0", _records(b"held"))
+    manager.send_in_order("txn-1", _records(b"free"))
     await _settle((manager._deliveries or {})["txn-1"])
     assert client.handed == [[b"free"]]
     client.gates[b"held"].set()
@@ -85,10 +130,11 @@ async def test_transactions_do_not_wait_for_each_other() -> None:
 async def test_a_refused_batch_fails_the_commit_and_the_batches_after_it() -> None:
     """Nothing after a batch that could not be handed over may reach the transaction: its
     commit would otherwise go past a hole."""
-    manager, client = _manager(), _Client()
+    client = _Client()
+    manager = _manager(client)
     client.refused.add(b"refused")
-    manager.send_in_order("txn-0", client, _records(b"refused"))
-    manager.send_in_order("txn-0", client, _records(b"after"))
+    manager.send_in_order("txn-0", _records(b"refused"))
+    manager.send_in_order("txn-0", _records(b"after"))
     with pytest.raises(RuntimeError, match="refused"):
         await _settle((manager._deliveries or {})["txn-0"])
     await asyncio.sleep(0.01)
@@ -96,9 +142,10 @@ async def test_a_refused_batch_fails_the_commit_and_the_batches_after_it() -> No
 
 
 async def test_a_forgotten_transaction_cancels_its_sends() -> None:
-    manager, client = _manager(), _Client()
+    client = _Client()
+    manager = _manager(client)
     client.gates[b"held"] = asyncio.Event()
-    manager.send_in_order("txn-0", client, _records(b"held"))
+    manager.send_in_order("txn-0", _records(b"held"))
     sends = list((manager._deliveries or {})["txn-0"])
     manager._forget_deliveries(["txn-0"])
     await asyncio.sleep(0)
@@ -137,3 +184,51 @@ async def test_a_record_without_a_partition_goes_where_the_default_partitioner_p
     client._metadata = SimpleNamespace(partitions_for_topic=lambda topic: {0, 2})  # type: ignore[attr-defined]
     await _send_in_record_batches(client, [(TOPIC, keys[0], b"{}", None)])
     assert fallback == [keys[0]]
+
+
+async def test_a_timer_commit_ends_in_the_background_and_later_records_wait_for_it() -> None:
+    """The batches go on while the broker commits; what they send goes into the next
+    transaction, never into the one being committed."""
+    client = _Client()
+    manager = _manager(client)
+    manager.send_in_order("txn-0", _records(b"before"))
+    client.commit_gate = asyncio.Event()
+    returned = await asyncio.wait_for(manager.commit({TP(TOPIC, 0): 10}), timeout=1)
+    assert returned is True, "a timer commit returns once it has started"
+    manager.send_in_order("txn-0", _records(b"after"))
+    await asyncio.sleep(0.01)
+    assert client.log == ["records before", "offsets [0]"]
+    client.commit_gate.set()
+    await manager.commits_done()
+    await _settle((manager._deliveries or {})["txn-0"])
+    assert client.log == ["records before", "offsets [0]", "commit", "begin", "records after"]
+
+
+async def test_a_rebalance_commit_waits_for_the_running_ones_and_ends_before_it_returns() -> None:
+    """What follows a rebalance's commit reads the committed offsets back from the broker."""
+    client = _Client()
+    manager = _manager(client)
+    client.commit_gate = asyncio.Event()
+    await manager.commit({TP(TOPIC, 0): 10})  # from the timer: in the background
+    manager.app.rebalancing = True  # type: ignore[attr-defined]
+    rebalance_commit = asyncio.ensure_future(manager.commit({TP(TOPIC, 0): 12}))
+    await asyncio.sleep(0.01)
+    assert not rebalance_commit.done()
+    client.commit_gate.set()
+    await asyncio.wait_for(rebalance_commit, timeout=1)
+    assert client.log == ["offsets [0]", "commit", "begin", "offsets [0]", "commit", "begin"]
+    assert all(commit.done() for commit in (manager._committing or {}).values())
+
+
+async def test_a_background_commit_that_fails_stops_the_worker_and_what_follows_it() -> None:
+    client = _Client()
+    manager = _manager(client)
+    client.commit_fails = RuntimeError("the coordinator refused the commit")
+    await manager.commit({TP(TOPIC, 0): 10})
+    manager.send_in_order("txn-0", _records(b"after"))
+    await manager.commits_done()
+    await asyncio.sleep(0.01)
+    assert [str(exc) for exc in manager.app.crashes] == ["the coordinator refused the commit"]  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="refused the commit"):
+        await _settle((manager._deliveries or {})["txn-0"])
+    assert client.handed == []
