@@ -1577,9 +1577,10 @@ def tried_and_summary(results: Results) -> str:
             "on one core allow; the product's own code (about "
             f"{micros * product / busy:,.0f} µs) is {micros * product / busy / budget:.0f} times "
             "it. faust alone, on this kind of machine, peaked at 15,000 records/s stateless and "
-            "about 5,000 with a table write per record (ANCHORS.md §D): with every record "
-            "through faust's per-record path and the rules' cost per fact, the target stays out "
-            "of reach (what is left to try is listed below).",
+            "about 5,000 with a table write per record (ANCHORS.md §D); this worker takes its "
+            "records past most of faust's per-record path, and the rules' cost per fact is now "
+            "the largest share: the target stays out of reach (what is left to try is listed "
+            "below).",
         ]
     return "\n".join(lines) + "\n"
 
@@ -1596,12 +1597,12 @@ shorter run of this script on this shared machine, so single figures are noisy):
      once); the commit awaits and checks the deliveries before it sends the offsets. Batches are
      handed over once no event came for 5 ms (`streams/batching.py`) instead of always after
      the 50 ms window; the broker may hold an empty fetch 50 ms, not faust's fixed 1.5 s.
-  2. **The vehicle judged in the first hop** (`CREDIT_JUDGE_IN_PLACE`, **off by default**: with
-     it on, the handover test stalled and repeated triggers in 5 of 20 runs, 1 of 12 with it
-     off; README "Known issue"). `credit-facts` is partitioned by the subject's key, which is
-     the key upstream gives a detection (`plate|colour`), so a detection arrives on the
-     partition number of its vehicle's file; faust gives partition *n* of co-partitioned topics
-     to one worker, so
+  2. **The vehicle judged in the first hop** (`CREDIT_JUDGE_IN_PLACE`; off in session 3, when
+     the handover test stalled and repeated triggers in 5 of 20 runs with it on: exactly-once
+     gaps 8 and 9, fixed in session 4, README). `credit-facts` is partitioned by the subject's
+     key, which is the key upstream gives a detection (`plate|colour`), so a detection arrives
+     on the partition number of its vehicle's file; faust gives partition *n* of co-partitioned
+     topics to one worker, so
      `validate_and_route` can judge it there, in the same transaction. Then only forwards and
      facts keyed otherwise cross `credit-facts`: 0.2 records per input event instead of 1.17.
   3. **Commits get past every transaction marker at once.** faust counted the record after a
@@ -1616,6 +1617,33 @@ shorter run of this script on this shared machine, so single figures are noisy):
      (with item 2 on) fell from 810 ms to 684 ms (detection to snapshot) and from 1,193 ms to
      700 ms (driver trigger), with no loss of throughput. The tables above are with item 2 off.
 
+- Session 4, in order (10,000-event runs of this script with judging in the first hop off,
+  events per worker CPU-second, the figure least disturbed by the other work on the machine):
+  1. **Batches taken from the channel's queue** (`streams/batching.py`): the agents no longer
+     iterate faust's stream event by event (generator step, sensors, processor, context
+     variable, `sleep(0)` per event): 974 -> 1,583.
+  2. **Records delivered by a plain await** (`streams/delivery.py`): faust's fetch loop wrapped
+     each record's delivery in `wait_first` (two tasks and an `asyncio.wait` per record); it is
+     needed only when the delivery could block, which is checked first: 1,583 -> 2,064.
+  3. Per-record trifles (a faust setting read per record, a Prometheus mutex per record sent,
+     `to_json`'s field lookup per value, `chinese_calendar` validating each date, aiokafka's
+     pure-Python murmur2 per snapshot key): a few per cent each. With judging in the first hop
+     on, about 2,800 events per worker CPU-second.
+  4. **Sends and commits in the background.** aiokafka takes a partition's next record batch
+     only once the one before has left, so a flush waited broker round trips under the batch
+     lock (650-1,000 ms of a 5 s run); sends now run in order behind the lock. The commit then
+     held the lock a quarter of the wall time while the broker answered; a timer commit now
+     takes its offsets and deliveries under the lock and ends in a task, and records sent
+     meanwhile go into the next transaction. With judging in the first hop: about 2,800 ->
+     3,900. The first fault-test runs with them had one handover that never reached the
+     reference outcome (no trigger repeated); in those runs faust's stop also crashed the
+     stopping worker's agents (take_ready let StopAsyncIteration out). With that fixed, 6 of 6
+     runs of the fault tests (crash and handover, judging in the first hop) passed with no
+     liveness restart and no repeat.
+  5. Judging in the first hop on by default (item 2 of session 3): the handover test converged
+     without a repeat in 15 of 15 runs with it on once gaps 8 and 9 were fixed, and in every
+     run of the fault tests since.
+
 What is left, highest expected gain first:
 
 1. **The rules' cost per fact.** Applying a fact re-derives the file's whole analysis
@@ -1624,13 +1652,15 @@ What is left, highest expected gain first:
    the largest. The property tests pin the outcome (any order, same result); an incremental
    analysis that keeps components between facts would keep that and cut the largest share of
    the worker's CPU.
-2. **faust's per-record path.** Each record still goes through the fetcher's callback, the
-   conductor, the channel queue and the stream (about a tenth of the CPU, and tasks and futures
-   per record). Handing each fetch to the agent as one batch would need a consumer of our own
-   inside faust, with its acks and gaps kept right.
-3. **Write state and snapshots once per commit, not once per batch**, for files changed by more
+2. **The credit file's dict codec and the snapshot** (file_to_dict, about 100 µs for a file not
+   seen before, and a snapshot per changed file per batch): a binary encoding of the file, and a
+   snapshot written only when it changed, would cut most of it.
+3. **faust's per-record path that is left**: the conductor's callback and the event built for
+   each record (about 5% of the CPU). Handing a whole fetch to the agent would need a conductor
+   of our own.
+4. **Write state and snapshots once per commit, not once per batch**, for files changed by more
    than one batch in an interval (hot vehicles, carriers).
-4. **Fewer transactional producers** (one per worker with KIP-447 fencing, if the client
+5. **Fewer transactional producers** (one per worker with KIP-447 fencing, if the client
    supported it).
 """
 
