@@ -118,6 +118,9 @@ def run_demo(events_per_second: float, seconds: float, seed: int) -> int:
         print(f"\ncould not start: {exc}", file=sys.stderr)
         return 1
     finally:
+        # A second Ctrl-C would cut this short and leave the broker and Redis running: the
+        # clean-up takes seconds, and is not interrupted.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
