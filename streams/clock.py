@@ -60,8 +60,10 @@ def parse_tick(value: bytes | None) -> datetime:
     return at
 
 
+@functools.lru_cache(maxsize=65_536)
 def key_partition(key: bytes, partitions: int) -> int:
-    """The partition the producer's default partitioner gives ``key`` (Kafka's murmur2)."""
+    """The partition the producer's default partitioner gives ``key`` (Kafka's murmur2, in pure
+    Python: remembered)."""
     hashed: int = murmur2(key)
     return (hashed & 0x7FFFFFFF) % partitions
 
@@ -76,7 +78,7 @@ def subject_partition(subject: str, partitions: int) -> int:
     can judge it in place (streams/app.py).
     """
     _, _, key = subject.partition(":")
-    return key_partition(key.encode(), partitions)  # murmur2 in pure Python: remembered
+    return key_partition(key.encode(), partitions)
 
 
 def due_keys(

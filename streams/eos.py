@@ -87,7 +87,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import logging
 import time
 from collections.abc import (
@@ -242,7 +241,9 @@ class SourcePartitionTransactionManager(TransactionManager):
         for tp, offset in offsets.items():
             by_transaction.setdefault(self._transactional_id_of(tp), {})[tp] = offset
         in_background = start_new_transaction and self._flowing()
-        await self.commits_done(None if not in_background else by_transaction)
+        # A background commit waits for the earlier ones of its own transactions; any other
+        # commit for all of them.
+        await self.commits_done(by_transaction if in_background else None)
         # faust's shutdown commits twice with start_new_transaction=False; the second found no
         # open transaction, raised IllegalOperation, and could leave the worker hanging on stop.
         for transactional_id in by_transaction:
@@ -285,10 +286,9 @@ class SourcePartitionTransactionManager(TransactionManager):
         return commit
 
     def _crash_on_failure(self, commit: asyncio.Future[None]) -> None:
-        if commit.cancelled() or commit.exception() is None:
+        failure = None if commit.cancelled() else commit.exception()
+        if failure is None:
             return
-        failure = commit.exception()
-        assert failure is not None
         if isinstance(failure, ProducerFenced):
             log.warning("producer fenced: %s", failure)
         else:
@@ -571,14 +571,10 @@ class BatchOutput:
         self._pending.clear()
 
 
-_key_partition = functools.lru_cache(maxsize=65_536)(key_partition)
-
-
 async def _send_in_record_batches(client: Any, records: Sequence[Record]) -> list[Any]:
     """Send ``records`` as one record batch per destination partition, order kept in each.
 
-    Returns the batches' delivery futures. Destinations are handed over concurrently: aiokafka
-    takes a partition's batch only once the one before it has left for the broker.
+    Returns the batches' delivery futures.
     """
     by_destination: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
     partition_of: dict[tuple[str, bytes | None], int] = {}
@@ -590,18 +586,15 @@ async def _send_in_record_batches(client: Any, records: Sequence[Record]) -> lis
                 partitions = client._metadata.partitions_for_topic(topic)
                 if key is not None and partitions == set(range(len(partitions))):
                     # The default partitioner's choice (murmur2 in pure Python), remembered.
-                    partition = _key_partition(key, len(partitions))
+                    partition = key_partition(key, len(partitions))
                 else:
                     partition = client._partition(topic, None, None, None, key, value)
                 partition_of[topic, key] = partition
         by_destination.setdefault((topic, partition), []).append((key, value))
-    sent = await asyncio.gather(
-        *(
-            _send_to_partition(client, topic, partition, entries)
-            for (topic, partition), entries in by_destination.items()
-        )
-    )
-    return [delivery for deliveries in sent for delivery in deliveries]
+    deliveries = []
+    for (topic, partition), entries in by_destination.items():
+        deliveries += await _send_to_partition(client, topic, partition, entries)
+    return deliveries
 
 
 async def _send_to_partition(
