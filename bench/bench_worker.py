@@ -1631,11 +1631,12 @@ shorter run of this script on this shared machine, so single figures are noisy):
      on, about 2,800 events per worker CPU-second.
   4. **Sends and commits in the background.** aiokafka takes a partition's next record batch
      only once the one before has left, so a flush waited broker round trips under the batch
-     lock (650-1,000 ms of a 5 s run); sends now run in order behind the lock. The commit then
-     held the lock a quarter of the wall time while the broker answered; a timer commit now
-     takes its offsets and deliveries under the lock and ends in a task, and records sent
-     meanwhile go into the next transaction. With judging in the first hop: about 2,800 ->
-     3,900. The first fault-test runs with them had one handover that never reached the
+     lock; sends now run in order behind the lock. The commit then held the lock while the
+     broker answered; a timer commit now takes its offsets and deliveries under the lock and
+     ends in a task, and records sent meanwhile go into the next transaction. With judging in
+     the first hop (`CREDIT_JUDGE_IN_PLACE=true python bench/bench_worker.py --events 10000
+     --latency-seconds 0 --skip-rocksdb --skip-variant --skip-profile --no-write`): about 2,800
+     -> 3,900. The first fault-test runs with them had one handover that never reached the
      reference outcome (no trigger repeated); in those runs faust's stop also crashed the
      stopping worker's agents (take_ready let StopAsyncIteration out). With that fixed, 6 of 6
      runs of the fault tests (crash and handover, judging in the first hop) passed with no

@@ -147,8 +147,8 @@ class SourcePartitionTransactionManager(TransactionManager):
         before them, without waiting; its next commit waits until the broker has them.
 
         aiokafka takes a partition's next record batch only once the one before has left for the
-        broker; waiting for that under the batch lock took 13-20% of the worker's wall time (a
-        round trip for each partition still busy). The batches keep their order: each send
+        broker; waiting for that under the batch lock stopped every batch for a broker round
+        trip per partition still busy. The batches keep their order: each send
         starts once the one before it has handed its records over, or once the commit started
         since has ended (then they go into the next transaction).
         """
@@ -231,8 +231,8 @@ class SourcePartitionTransactionManager(TransactionManager):
         still stops the worker, as in faust.
 
         A commit from faust's timer returns once it has started: its transactions finish in
-        the background while batches go on (waiting for the broker under the batch lock took a
-        quarter of the worker's wall time). Records sent meanwhile wait for their transaction's
+        the background while batches go on (under the batch lock, no batch ran while the broker
+        answered). Records sent meanwhile wait for their transaction's
         commit to end and go into the next one (:meth:`send_in_order`). Any other commit (a
         rebalance's, the last one before stopping) first waits for those, and finishes before
         it returns: what follows it reads the committed offsets back from the broker.
