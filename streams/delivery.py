@@ -32,6 +32,8 @@ YIELD_EVERY = 100
 class DirectDeliveryConsumer(AIOKafkaConsumer):
     """faust's aiokafka consumer whose fetch loop delivers most records by a plain await."""
 
+    _producer_threaded: bool | None = None
+
     def delivers_at_once(self, tp: TP) -> bool:
         """Whether the conductor's callback for a record of ``tp`` cannot block right now."""
         app = self.app
@@ -52,8 +54,6 @@ class DirectDeliveryConsumer(AIOKafkaConsumer):
         if threaded is None:
             threaded = self._producer_threaded = bool(self.app.conf.producer_threaded)
         return int(buffer.size) if threaded else int(buffer.pending.qsize())
-
-    _producer_threaded: bool | None = None
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         deliver = self.callback
