@@ -13,10 +13,13 @@ and hands a batch over as soon as the events fetched so far are in it: when a sh
 Under load batches grow by themselves; when traffic is light an event waits the linger, not the
 window. The window stays as a backstop. It keeps what faust's stream does per event that matters
 to exactly-once: an event fetched before the current rebalance generation (or while the flow is
-suspended) is skipped and acked as faust skips it (the partition has been seeked back to its
-committed offset, so it comes again), and every taken event is tracked as unacked, which faust's
-rebalance and shutdown wait for. The caller acks each event once its batch is handled (an event
-acked twice counts once); the channel takes no new events while a batch is handled.
+suspended) is skipped, and every taken event is tracked as unacked, which faust's rebalance and
+shutdown wait for. Unlike faust, a skipped event is not acked: faust's ack marks its offset
+handled, so a commit at a rebalance or a stop could commit past an event nobody handled, and
+the partition's next owner would start after it (its outputs lost). It needs no ack: it was
+never tracked, and the partition is seeked back to its committed offset, so it comes again.
+The caller acks each event once its batch is handled (an event acked twice counts once); the
+channel takes no new events while a batch is handled.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ async def take_ready(
     loop = asyncio.get_running_loop()
     batch: list[faust.EventT[Any]] = []
     stopped = False
+    taken = _Taken(app)
     while not stopped:
-        taken = _Taken(app)
         try:
             taken.add(await queue.get(), batch)
             deadline = loop.time() + within
@@ -64,7 +67,6 @@ async def take_ready(
             # How faust tells an agent's channel to stop (its stream ends the iteration): the
             # events taken so far are still handled.
             stopped = True
-        taken.ack_skipped()
         if not batch:
             continue
         try:
@@ -81,7 +83,6 @@ class _Taken:
         self._flowing = app.flow_control.is_active
         self._unacked = app.consumer.unacked
         self._acking_topics = app.topics.acking_topics
-        self._skipped: list[faust.EventT[Any]] = []
 
     def add(self, value: Any, batch: list[faust.EventT[Any]]) -> None:
         if not isinstance(value, faust.EventT):
@@ -90,16 +91,11 @@ class _Taken:
         # Read when the event is taken, as faust's stream does: the first wait may span a
         # rebalance, and an event of the generation then current is not stale.
         if not self._flowing() or message.generation_id != self._app.consumer_generation_id:
-            self._skipped.append(value)
-            return
+            return  # stale: not handled, not acked (see the module's docstring)
         if not message.tracked and message.topic in self._acking_topics:
             message.tracked = True
             self._unacked.add(message)
         batch.append(value)
-
-    def ack_skipped(self) -> None:
-        ack_events(self._skipped)
-        self._skipped.clear()
 
 
 def ack_events(events: Iterable[faust.EventT[Any]]) -> None:

@@ -131,6 +131,8 @@ class SourcePartitionTransactionManager(TransactionManager):
     _committing: dict[str, asyncio.Future[None]] | None = None
     """Per transaction, its last commit (maybe still running)."""
     _crashing: asyncio.Future[None] | None = None
+    _failed: BaseException | None = None
+    """Why a commit failed; from then on this worker commits nothing (gap 10)."""
 
     def expect_deliveries(self, transactional_id: str, deliveries: Iterable[Any]) -> None:
         """Make the next commit of ``transactional_id`` wait for ``deliveries`` and check them.
@@ -166,8 +168,11 @@ class SourcePartitionTransactionManager(TransactionManager):
         handed: asyncio.Future[None],
         transactional_id: str,
         records: Sequence[Record],
-    ) -> None:
-        """Send ``records`` once ``previous`` is done; done when the broker has them all."""
+    ) -> Any:
+        """Send ``records`` once ``previous`` is done; done when the broker has them all.
+
+        Returns the producer that has them: the commit checks that it is the one committing.
+        """
         try:
             if previous is not None:
                 await previous  # what could not be handed over (or committed) stops what follows
@@ -183,6 +188,7 @@ class SourcePartitionTransactionManager(TransactionManager):
             raise
         handed.set_result(None)
         await _settle(deliveries)
+        return client
 
     def _forget_deliveries(self, transactional_ids: Iterable[str]) -> None:
         # The transaction ends with its producer (aborted): nothing of it will be committed.
@@ -237,6 +243,11 @@ class SourcePartitionTransactionManager(TransactionManager):
         rebalance's, the last one before stopping) first waits for those, and finishes before
         it returns: what follows it reads the committed offsets back from the broker.
         """
+        if self._failed is not None:
+            # faust counted the failed commit's offsets as committed and dropped them from its
+            # acked lists: a later commit would skip the events whose outputs it lost (gap 10).
+            log.warning("not committing after a failed commit: %r", self._failed)
+            return False
         by_transaction: dict[str, dict[TP, int]] = {}
         for tp, offset in offsets.items():
             by_transaction.setdefault(self._transactional_id_of(tp), {})[tp] = offset
@@ -259,8 +270,12 @@ class SourcePartitionTransactionManager(TransactionManager):
         try:
             await asyncio.gather(*commits)
         except ProducerFenced as fenced:
+            self._failed = fenced
             log.warning("producer fenced: %s", fenced)
             await self.app.crash(fenced)
+        except BaseException as exc:
+            self._failed = exc
+            raise
         return True
 
     def _flowing(self) -> bool:
@@ -289,6 +304,7 @@ class SourcePartitionTransactionManager(TransactionManager):
         failure = None if commit.cancelled() else commit.exception()
         if failure is None:
             return
+        self._failed = self._failed or failure
         if isinstance(failure, ProducerFenced):
             log.warning("producer fenced: %s", failure)
         else:
@@ -319,7 +335,12 @@ class SourcePartitionTransactionManager(TransactionManager):
                 log.warning("commit for unknown transaction %s", transactional_id)
                 return
             # Raises if the broker refused a record: the worker stops, nothing commits.
-            await _settle(deliveries)
+            senders = await asyncio.gather(*deliveries) if deliveries else []
+            if any(sender is not None and sender is not client for sender in senders):
+                # The producer was replaced since (a fenced one is replaced when a transaction
+                # begins): the new one's start aborted those records. Committing the offsets
+                # here would skip the events they came from.
+                raise RuntimeError(f"records of {transactional_id} went to a replaced producer")
             await client.send_offsets_to_transaction(offsets, self.app.conf.id)
             await client.commit_transaction()
             if start_new_transaction:
@@ -483,6 +504,18 @@ class BatchAwareConsumer(DirectDeliveryConsumer):
         consumer = thread._ensure_consumer()
         offsets: Mapping[TP, int] = await thread.call_thread(consumer.end_offsets, list(partitions))
         return {TP(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
+
+    async def commit_and_end_transactions(self) -> None:
+        """faust's last commit before a rebalance or a stop, after the commits still running.
+
+        faust skips it when nothing new was acked; a timer commit still running in the
+        background would then be cut short by the stop (the transactions' next owner aborts it,
+        so the work is done again: correct, but needless).
+        """
+        transactions = getattr(self, "transactions", None)
+        if isinstance(transactions, SourcePartitionTransactionManager):
+            await transactions.commits_done()
+        await super().commit_and_end_transactions()
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with self.batch_lock:

@@ -90,3 +90,44 @@ async def read_committed(
         return records
     finally:
         await consumer.stop()
+
+
+async def consumption_left(
+    bootstrap: str, group_id: str, topics: dict[str, int]
+) -> dict[str, tuple[int | None, int, int]]:
+    """Per partition of ``topics`` (name: partition count) that holds committed records past the
+    group's committed offset: ``"topic[p]": (committed, end, records left)``.
+
+    Tells a stall (input left unconsumed) from a loss (all consumed, outputs missing). Commit
+    markers sit between a committed offset and the end too; they are not records and not left.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    await asyncio.sleep(0)
+    try:
+        left: dict[str, tuple[int | None, int, int]] = {}
+        for topic, partitions in topics.items():
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                committed = await consumer.committed(tp)
+                if (committed or 0) >= ends[tp]:
+                    continue
+                consumer.assign([tp])
+                consumer.seek(tp, committed or 0)
+                records = 0
+                while await consumer.position(tp) < ends[tp]:
+                    batch = await consumer.getmany(tp, timeout_ms=1000)
+                    if not batch:
+                        break
+                    records += sum(len(part) for part in batch.values())
+                if records:
+                    left[f"{topic}[{tp.partition}]"] = (committed, ends[tp], records)
+        return left
+    finally:
+        await consumer.stop()

@@ -5,6 +5,7 @@ duplicated (read with read_committed)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import time
@@ -13,9 +14,9 @@ from pathlib import Path
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from streams.topics import LIST_TRIGGERS_TOPIC, prefixed
+from streams.topics import CREDIT_FACTS_TOPIC, INPUT_TOPICS, LIST_TRIGGERS_TOPIC, prefixed
 from tests.conftest import KafkaService
-from tests.integration.kafka_helpers import end_offsets, read_committed
+from tests.integration.kafka_helpers import consumption_left, end_offsets, read_committed
 from tests.integration.pipeline_support import (
     Entry,
     net_membership,
@@ -64,6 +65,51 @@ async def _liveness_kill(worker: subprocess.Popen[bytes]) -> None:
     await asyncio.sleep(2)
     worker.kill()
     worker.wait(timeout=10)
+
+
+async def _outcome_report(
+    bootstrap: str,
+    app_id: str,
+    prefix: str,
+    produced: list[tuple[str, Entry]],
+    expected: list[tuple[str, Entry]],
+    liveness_restarts: int,
+    folder: Path,
+) -> str:
+    """What a failed run needs to be understood from CI's output alone: the entries whose net
+    outcome differs with the actions raised for them, and the input still uncommitted (a stall)
+    or none (outputs lost)."""
+    got, want = net_membership(produced), net_membership(expected)
+    differing = sorted(entry for entry in {*got, *want} if got.get(entry) != want.get(entry))
+    actions = {
+        entry: [action for action, raised in produced if raised == entry] for entry in differing
+    }
+    topics = {prefixed(spec, prefix).name: spec.partitions for spec in INPUT_TOPICS}
+    topics[prefixed(CREDIT_FACTS_TOPIC, prefix).name] = CREDIT_FACTS_TOPIC.partitions
+    left = await consumption_left(bootstrap, app_id, topics)
+    return (
+        f"liveness_restarts={liveness_restarts}; differing entries and the actions produced for "
+        f"them: {actions}; input left after the committed offsets (committed, end, records): "
+        f"{left}; the workers' errors: {_worker_errors(folder)}"
+    )
+
+
+def _worker_errors(folder: Path, most: int = 12) -> list[str]:
+    """The last error and warning lines of the workers' logs in ``folder`` (logs are masked)."""
+    lines = []
+    for log_file in sorted(folder.glob("*.log")):
+        for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict) or entry.get("level") not in {"WARNING", "ERROR"}:
+                continue
+            message = str(entry.get("message", ""))
+            if "GroupCoordinatorNotAvailable" in message or "begin_transaction" in message:
+                continue  # expected while a group forms and after each rebalance
+            lines.append(f"{log_file.stem} {entry.get('time')} {message[:240]}")
+    return lines[-most:]
 
 
 async def _wait_for_triggers(bootstrap: str, topic: str, above: int, timeout: float) -> None:
@@ -116,8 +162,12 @@ async def test_worker_killed_mid_stream_and_restarted_raises_each_trigger_once(
     (tmp_path / "triggers.txt").write_text(
         "\n".join(map(str, produced)) + "\n---\n" + "\n".join(map(str, expected))
     )
-    assert net_membership(produced) == net_membership(expected)
-    assert repeated_actions(produced) == []
+    report = await _outcome_report(
+        bootstrap, unique_name, prefix, produced, expected, liveness_restarts, tmp_path
+    )
+    print(f"[worker-crash] {report}")
+    assert net_membership(produced) == net_membership(expected), report
+    assert repeated_actions(produced) == [], report
 
 
 async def test_second_worker_takes_over_partitions_without_losing_or_repeating_triggers(
@@ -157,5 +207,9 @@ async def test_second_worker_takes_over_partitions_without_losing_or_repeating_t
         f"produced={len(produced)} repeated={len(repeated_actions(produced))} "
         f"liveness_restarts={liveness_restarts}"
     )
-    assert net_membership(produced) == net_membership(expected)
-    assert repeated_actions(produced) == []
+    report = await _outcome_report(
+        bootstrap, unique_name, prefix, produced, expected, liveness_restarts, tmp_path
+    )
+    print(f"[worker-handover] {report}")
+    assert net_membership(produced) == net_membership(expected), report
+    assert repeated_actions(produced) == [], report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -124,8 +125,10 @@ async def test_a_quiet_linger_hands_the_batch_over_before_the_window() -> None:
     assert len(batch) == 1 and loop.time() - started < 1.0
 
 
-async def test_events_of_an_earlier_generation_are_skipped_and_acked() -> None:
-    """As faust's stream does: the partition was seeked back, so they come again."""
+async def test_events_of_an_earlier_generation_are_skipped_and_not_counted_as_handled() -> None:
+    """The partition was seeked back, so they come again. faust's stream acks them, which
+    marks their offsets handled: a commit at the next rebalance or stop then went past events
+    nobody handled, and their outputs were lost."""
     stream, channel = _setup(generation=8)
     stale = [_event(stream.app, offset, generation=7) for offset in range(2)]
     current = _event(stream.app, 2, generation=8)
@@ -133,8 +136,23 @@ async def test_events_of_an_earlier_generation_are_skipped_and_acked() -> None:
         channel.queue.put_nowait(event)
     batch = await _first_batch(stream)
     assert batch == [current]
-    assert stream.app.consumer.acked == [0, 1]
-    assert not current.message.acked
+    assert stream.app.consumer.acked == []
+    assert stream.app.consumer.unacked == {current.message}
+    assert not any(event.message.acked for event in stale)
+
+
+async def test_events_taken_while_the_flow_is_stopped_are_skipped_not_counted_as_handled() -> None:
+    stream, channel = _setup()
+    stream.app.flow_control.is_active = lambda: False
+    channel.queue.put_nowait(_event(stream.app, 0))
+    batches = take_ready(stream, 100, 1.0, 0.005)
+    waiting = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and stream.app.consumer.acked == []
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    await batches.aclose()
 
 
 async def test_acking_an_event_twice_counts_once() -> None:

@@ -232,3 +232,46 @@ async def test_a_background_commit_that_fails_stops_the_worker_and_what_follows_
     with pytest.raises(RuntimeError, match="refused the commit"):
         await _settle((manager._deliveries or {})["txn-0"])
     assert client.handed == []
+
+
+async def test_after_a_failed_background_commit_nothing_commits_again() -> None:
+    """faust counts a background commit's offsets as committed when it starts. If it then
+    fails, a later commit (the stop's, after the crash) would commit offsets past the events
+    whose outputs the failed transaction lost: the worker must restart from the broker's."""
+    client = _Client()
+    manager = _manager(client)
+    client.commit_fails = RuntimeError("the coordinator refused the commit")
+    await manager.commit({TP(TOPIC, 0): 10})
+    await manager.commits_done()
+    await asyncio.sleep(0.01)
+    client.commit_fails = None
+    manager.app.rebalancing = True  # type: ignore[attr-defined]  # the stop's commit waits
+    assert await manager.commit({TP(TOPIC, 0): 20}) is False
+    assert client.log == ["offsets [0]"], "nothing after the failed commit reached the broker"
+
+
+async def test_after_a_failed_rebalance_commit_nothing_commits_again() -> None:
+    client = _Client()
+    manager = _manager(client)
+    manager.app.rebalancing = True  # type: ignore[attr-defined]
+    client.commit_fails = RuntimeError("the coordinator refused the commit")
+    with pytest.raises(RuntimeError, match="refused"):
+        await manager.commit({TP(TOPIC, 0): 10})
+    client.commit_fails = None
+    assert await manager.commit({TP(TOPIC, 0): 20}) is False
+    assert client.log == ["offsets [0]"]
+
+
+async def test_records_handed_to_a_replaced_producer_fail_the_commit() -> None:
+    """faust replaces a fenced producer when a transaction begins; the new one's start aborts
+    what the old one held. Committing the offsets on the new one would lose those records."""
+    old, new = _Client(), _Client()
+    manager = _manager(old)
+    manager.send_in_order("txn-0", _records(b"sent-before"))
+    await asyncio.sleep(0.01)
+    manager.producer._transaction_producers["txn-0"] = new  # type: ignore[attr-defined]
+    manager.app.rebalancing = True  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="replaced producer"):
+        await manager.commit({TP(TOPIC, 0): 10})
+    assert old.handed == [[b"sent-before"]]
+    assert new.log == [], "no offsets reached the new producer"
