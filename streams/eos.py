@@ -2,8 +2,10 @@
 
 faust's ``processing_guarantee="exactly_once"`` gives one transactional producer per source
 partition and commits a partition's consumer offsets inside that producer's transaction. Reading
-faust 0.15.3 shows nine gaps that break the guarantee for this product's topology, so the product
-closes them here, by configuration and subclassing only (ANCHORS.md §B, issues #177 and #323):
+faust 0.15.3 shows eleven gaps that break the guarantee for this product's topology (and a
+twelfth that slows every recovery), so the product closes them here (gap 11 in
+streams/batching.py), by configuration and subclassing only (ANCHORS.md §B, issues #177 and
+#323):
 
 1. **Records go to the wrong transaction.** ``TransactionManager.send`` picks the transaction of
    the *destination* partition. A record re-keyed to another subject (a vehicle's violation
@@ -78,6 +80,24 @@ closes them here, by configuration and subclassing only (ANCHORS.md §B, issues 
    faust, which keeps only records of active partitions. Its position was then at the end, its
    committed offset at the start, and nothing fetched it again (the handover test: a partition
    handed over at offset 221 of 1,450, never consumed). Here the thread gets a copy of the set.
+10. **A failed commit leaves faust ahead of the broker.** faust drops a commit's offsets from
+   its acked lists and counts them as committed once the transaction manager returns; a timer
+   commit here returns when it has started (:meth:`SourcePartitionTransactionManager.commit`).
+   If it then fails, the worker crashes, and the crash's orderly stop commits the offsets acked
+   since, past the events whose outputs the failed transaction lost. Here the first failed
+   commit stops every later one, and a commit whose records went to a producer that faust has
+   replaced since (it replaces a fenced one when a transaction begins, and the new one's start
+   aborts the old one's records) fails instead of committing the offsets.
+11. **A skipped event counts as handled.** faust's stream acks an event it skips as stale
+   (fetched before the current rebalance, or while the flow is stopped), which marks its offset
+   handled; the commit at the next rebalance or stop could go past it, and the partition's next
+   owner starts after it. :func:`streams.batching.take_ready` does not ack it.
+12. **Every recovery waits about 10 s.** (Not a break of the guarantee, a pause of the worker.)
+   faust's recovery runs until its offset reaches the changelog's high-water mark; a
+   transactional changelog ends with a commit marker, which holds no record, so faust waited
+   for two 5-second timeouts before its "Aborted tx until highwater" check let it end. Here the
+   high-water marks stop just past each partition's last committed record
+   (:mod:`streams.changelog_tail`).
 
 A third-party reader sees only committed transactions (``read_committed``), so outputs,
 changelog records and offsets become visible together or not at all.
@@ -102,14 +122,20 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import ProducerFenced
 from faust.transport.consumer import CONSUMER_PARTITIONS_REVOKED, TransactionManager
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import (
+    AIOKafkaConsumerThread,
+    credentials_to_aiokafka_auth,
+    server_list,
+)
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
 from mode import Service
 
 from streams.batching import ack_events
+from streams.changelog_tail import past_last_records
 from streams.clock import key_partition
 from streams.delivery import DirectDeliveryConsumer
 
@@ -500,10 +526,38 @@ class BatchAwareConsumer(DirectDeliveryConsumer):
             await super()._add_gap(tp, offset_from, offset_to - 1)
 
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        """Where the recovery of each changelog partition ends (gaps 4 and 12).
+
+        The broker's last stable offsets (faust read -1 from a cache for a partition just
+        handed over), brought back to just past each partition's last committed record: the
+        LSO lies past a commit marker, which faust's recovery waited about 10 s to give up on.
+        """
         thread = self._thread
         consumer = thread._ensure_consumer()
-        offsets: Mapping[TP, int] = await thread.call_thread(consumer.end_offsets, list(partitions))
+        offsets: Mapping[Any, int] = await thread.call_thread(
+            consumer.end_offsets, list(partitions)
+        )
+        try:
+            offsets = await self._past_last_records(offsets)
+        except Exception:  # the LSO is still right, only slower to recover to
+            log.warning("changelog tails not read; recovery ends at the LSO", exc_info=True)
         return {TP(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
+
+    async def _past_last_records(self, stable_ends: Mapping[Any, int]) -> Mapping[Any, int]:
+        transport: Any = self.transport
+        conf = self.app.conf
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=server_list(transport.url, transport.default_port),
+            client_id=conf.broker_client_id,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
+        )
+        await reader.start()
+        try:
+            return await past_last_records(reader, stable_ends)
+        finally:
+            await reader.stop()
 
     async def commit_and_end_transactions(self) -> None:
         """faust's last commit before a rebalance or a stop, after the commits still running.
