@@ -3,11 +3,13 @@ the reference outcome of the pure rules for the same events."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,7 +28,8 @@ from streams.admin import ensure_topics
 from streams.codecs import AvroSerde
 from streams.mapping import from_domain, record_name_of
 from streams.settings import REPO_ROOT
-from streams.topics import INPUT_TOPICS, OVERLOAD_DETECTIONS_TOPIC, prefixed
+from streams.topics import CREDIT_FACTS_TOPIC, INPUT_TOPICS, OVERLOAD_DETECTIONS_TOPIC, prefixed
+from tests.integration.kafka_helpers import consumption_left, read_committed
 
 Entry = tuple[str, str, str]
 """(list, rule, subject)."""
@@ -178,3 +181,67 @@ def repeated_actions(triggers: Sequence[tuple[str, Entry]]) -> list[Entry]:
             repeats.append(entry)
         last[entry] = action
     return repeats
+
+
+async def until_converged(
+    bootstrap: str, topic: str, expected: list[tuple[str, Entry]], timeout: float
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read the committed triggers again and again until their outcome is the reference one.
+
+    Triggers are sparse: the last ones may come well after a quiet spell, so "no new trigger
+    for a while" does not mean the worker stopped (an earlier version of these tests took it
+    for a stall).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        records = await read_committed(bootstrap, topic, idle=1.0, timeout=10)
+        if net_membership(produced_triggers(records)) == net_membership(expected):
+            return records
+        if time.monotonic() > deadline:
+            return records
+        await asyncio.sleep(2.0)
+
+
+async def outcome_report(
+    bootstrap: str,
+    app_id: str,
+    prefix: str,
+    produced: list[tuple[str, Entry]],
+    expected: list[tuple[str, Entry]],
+    liveness_restarts: int,
+    folder: Path,
+) -> str:
+    """What a failed run needs to be understood from CI's output alone: the entries whose net
+    outcome differs with the actions raised for them, and the input still uncommitted (a stall)
+    or none (outputs lost)."""
+    got, want = net_membership(produced), net_membership(expected)
+    differing = sorted(entry for entry in {*got, *want} if got.get(entry) != want.get(entry))
+    actions = {
+        entry: [action for action, raised in produced if raised == entry] for entry in differing
+    }
+    topics = {prefixed(spec, prefix).name: spec.partitions for spec in INPUT_TOPICS}
+    topics[prefixed(CREDIT_FACTS_TOPIC, prefix).name] = CREDIT_FACTS_TOPIC.partitions
+    left = await consumption_left(bootstrap, app_id, topics)
+    return (
+        f"liveness_restarts={liveness_restarts}; differing entries and the actions produced for "
+        f"them: {actions}; input left after the committed offsets (committed, end, records): "
+        f"{left}; the workers' errors: {worker_errors(folder)}"
+    )
+
+
+def worker_errors(folder: Path, most: int = 12) -> list[str]:
+    """The last error and warning lines of the workers' logs in ``folder`` (logs are masked)."""
+    lines = []
+    for log_file in sorted(folder.glob("*.log")):
+        for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict) or entry.get("level") not in {"WARNING", "ERROR"}:
+                continue
+            message = str(entry.get("message", ""))
+            if "GroupCoordinatorNotAvailable" in message or "begin_transaction" in message:
+                continue  # expected while a group forms and after each rebalance
+            lines.append(f"{log_file.stem} {entry.get('time')} {message[:240]}")
+    return lines[-most:]

@@ -5,21 +5,19 @@ duplicated (read with read_committed)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from aiokafka.structs import ConsumerRecord
 
-from streams.topics import CREDIT_FACTS_TOPIC, INPUT_TOPICS, LIST_TRIGGERS_TOPIC, prefixed
+from streams.topics import LIST_TRIGGERS_TOPIC, prefixed
 from tests.conftest import KafkaService
-from tests.integration.kafka_helpers import consumption_left, end_offsets, read_committed
+from tests.integration.kafka_helpers import end_offsets
 from tests.integration.pipeline_support import (
-    Entry,
     net_membership,
+    outcome_report,
     produced_triggers,
     reference_triggers,
     repeated_actions,
@@ -27,6 +25,7 @@ from tests.integration.pipeline_support import (
     simulated_events,
     start_worker,
     stop_worker,
+    until_converged,
 )
 
 pytestmark = pytest.mark.integration
@@ -40,76 +39,12 @@ LIVENESS_RESTARTS_ALLOWED = 3
 all of them."""
 
 
-async def _until_converged(
-    bootstrap: str, topic: str, expected: list[tuple[str, Entry]], timeout: float
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read the committed triggers again and again until their outcome is the reference one.
-
-    Triggers are sparse: the last ones may come well after a quiet spell, so "no new trigger
-    for a while" does not mean the worker stopped (an earlier version of these tests took it
-    for a stall).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        records = await read_committed(bootstrap, topic, idle=1.0, timeout=10)
-        if net_membership(produced_triggers(records)) == net_membership(expected):
-            return records
-        if time.monotonic() > deadline:
-            return records
-        await asyncio.sleep(2.0)
-
-
 async def _liveness_kill(worker: subprocess.Popen[bytes]) -> None:
     """What an orchestrator's liveness check does, after mode's task dump (SIGUSR1) to the log."""
     worker.send_signal(signal.SIGUSR1)
     await asyncio.sleep(2)
     worker.kill()
     worker.wait(timeout=10)
-
-
-async def _outcome_report(
-    bootstrap: str,
-    app_id: str,
-    prefix: str,
-    produced: list[tuple[str, Entry]],
-    expected: list[tuple[str, Entry]],
-    liveness_restarts: int,
-    folder: Path,
-) -> str:
-    """What a failed run needs to be understood from CI's output alone: the entries whose net
-    outcome differs with the actions raised for them, and the input still uncommitted (a stall)
-    or none (outputs lost)."""
-    got, want = net_membership(produced), net_membership(expected)
-    differing = sorted(entry for entry in {*got, *want} if got.get(entry) != want.get(entry))
-    actions = {
-        entry: [action for action, raised in produced if raised == entry] for entry in differing
-    }
-    topics = {prefixed(spec, prefix).name: spec.partitions for spec in INPUT_TOPICS}
-    topics[prefixed(CREDIT_FACTS_TOPIC, prefix).name] = CREDIT_FACTS_TOPIC.partitions
-    left = await consumption_left(bootstrap, app_id, topics)
-    return (
-        f"liveness_restarts={liveness_restarts}; differing entries and the actions produced for "
-        f"them: {actions}; input left after the committed offsets (committed, end, records): "
-        f"{left}; the workers' errors: {_worker_errors(folder)}"
-    )
-
-
-def _worker_errors(folder: Path, most: int = 12) -> list[str]:
-    """The last error and warning lines of the workers' logs in ``folder`` (logs are masked)."""
-    lines = []
-    for log_file in sorted(folder.glob("*.log")):
-        for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(entry, dict) or entry.get("level") not in {"WARNING", "ERROR"}:
-                continue
-            message = str(entry.get("message", ""))
-            if "GroupCoordinatorNotAvailable" in message or "begin_transaction" in message:
-                continue  # expected while a group forms and after each rebalance
-            lines.append(f"{log_file.stem} {entry.get('time')} {message[:240]}")
-    return lines[-most:]
 
 
 async def _wait_for_triggers(bootstrap: str, topic: str, above: int, timeout: float) -> None:
@@ -137,7 +72,7 @@ async def test_worker_killed_mid_stream_and_restarted_raises_each_trigger_once(
         worker.wait(timeout=10)
         restarted = time.monotonic()
         worker = start_worker(bootstrap, unique_name, prefix, tmp_path)
-        records = await _until_converged(bootstrap, triggers_topic, expected, CONVERGE_SECONDS)
+        records = await until_converged(bootstrap, triggers_topic, expected, CONVERGE_SECONDS)
         liveness_restarts = 0
         while (
             net_membership(produced_triggers(records)) != net_membership(expected)
@@ -150,7 +85,7 @@ async def test_worker_killed_mid_stream_and_restarted_raises_each_trigger_once(
             worker = start_worker(
                 bootstrap, unique_name, prefix, tmp_path, name=f"worker-again-{liveness_restarts}"
             )
-            records = await _until_converged(bootstrap, triggers_topic, expected, CONVERGE_SECONDS)
+            records = await until_converged(bootstrap, triggers_topic, expected, CONVERGE_SECONDS)
     finally:
         stop_worker(worker)
     produced = produced_triggers(records)
@@ -162,7 +97,7 @@ async def test_worker_killed_mid_stream_and_restarted_raises_each_trigger_once(
     (tmp_path / "triggers.txt").write_text(
         "\n".join(map(str, produced)) + "\n---\n" + "\n".join(map(str, expected))
     )
-    report = await _outcome_report(
+    report = await outcome_report(
         bootstrap, unique_name, prefix, produced, expected, liveness_restarts, tmp_path
     )
     print(f"[worker-crash] {report}")
@@ -185,7 +120,7 @@ async def test_second_worker_takes_over_partitions_without_losing_or_repeating_t
         await send_events(bootstrap, prefix, events)
         await _wait_for_triggers(bootstrap, triggers_topic, len(expected) // 4, timeout=120)
         stop_worker(first)  # a clean stop: its partitions and table state move to worker 2
-        records = await _until_converged(bootstrap, triggers_topic, expected, CONVERGE_SECONDS)
+        records = await until_converged(bootstrap, triggers_topic, expected, CONVERGE_SECONDS)
         while (
             net_membership(produced_triggers(records)) != net_membership(expected)
             and liveness_restarts < LIVENESS_RESTARTS_ALLOWED
@@ -197,7 +132,7 @@ async def test_second_worker_takes_over_partitions_without_losing_or_repeating_t
             second = start_worker(
                 bootstrap, unique_name, prefix, tmp_path, name=f"worker-2-again-{liveness_restarts}"
             )
-            records = await _until_converged(bootstrap, triggers_topic, expected, CONVERGE_SECONDS)
+            records = await until_converged(bootstrap, triggers_topic, expected, CONVERGE_SECONDS)
     finally:
         stop_worker(first)
         stop_worker(second)
@@ -207,7 +142,7 @@ async def test_second_worker_takes_over_partitions_without_losing_or_repeating_t
         f"produced={len(produced)} repeated={len(repeated_actions(produced))} "
         f"liveness_restarts={liveness_restarts}"
     )
-    report = await _outcome_report(
+    report = await outcome_report(
         bootstrap, unique_name, prefix, produced, expected, liveness_restarts, tmp_path
     )
     print(f"[worker-handover] {report}")
