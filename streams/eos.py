@@ -390,6 +390,25 @@ class SourcePartitionTransactionManager(TransactionManager):
             await self.producer.stop_transaction(transactional_id)
         self._forget_deliveries(self._tps_to_transactional_ids(set(revoked)))
         await super().on_rebalance(assigned, revoked, newly_assigned)
+        await self.ensure_producers(sorted(self._tps_to_transactional_ids(set(assigned))))
+
+    async def ensure_producers(self, transactional_ids: Iterable[str]) -> None:
+        """Make sure each transaction has a started producer, or stop the worker.
+
+        Starting a transactional producer fences the partitions' previous owner and settles
+        what it left open, before the tables are recovered and the committed offsets read.
+        faust's ``begin_transaction`` logs and swallows any error of that start; a recovery
+        that went on could read a changelog's end before the previous owner's last transaction
+        had settled and its committed offsets after: state without the outputs its offsets
+        cover.
+        """
+        producers = self.producer._transaction_producers  # type: ignore[attr-defined]
+        missing = [tid for tid in transactional_ids if tid not in producers]
+        for transactional_id in missing:
+            await self.producer.maybe_begin_transaction(transactional_id)
+        still_missing = [tid for tid in missing if tid not in producers]
+        if still_missing:
+            raise RuntimeError(f"no transactional producer could start for {still_missing}")
 
     async def _ensure_in_transaction(self, transactional_id: str) -> None:
         # A rebalance ends the transactions it commits (commit_and_end_transactions) and
@@ -562,13 +581,15 @@ class BatchAwareConsumer(DirectDeliveryConsumer):
     async def commit_and_end_transactions(self) -> None:
         """faust's last commit before a rebalance or a stop, after the commits still running.
 
-        faust skips it when nothing new was acked; a timer commit still running in the
-        background would then be cut short by the stop (the transactions' next owner aborts it,
-        so the work is done again: correct, but needless).
+        faust skips it when nothing new was acked, and a timer commit still running in the
+        background then outlived the worker's place in the group. Its transaction's next owner
+        fences it, which should settle it before that owner reads anything; a worker that leaves
+        with nothing in flight does not depend on that.
         """
         transactions = getattr(self, "transactions", None)
         if isinstance(transactions, SourcePartitionTransactionManager):
-            await transactions.commits_done()
+            async with self.batch_lock:  # a commit that holds it has registered when it lets go
+                await transactions.commits_done()
         await super().commit_and_end_transactions()
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:

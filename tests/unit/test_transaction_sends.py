@@ -275,3 +275,23 @@ async def test_records_handed_to_a_replaced_producer_fail_the_commit() -> None:
         await manager.commit({TP(TOPIC, 0): 10})
     assert old.handed == [[b"sent-before"]]
     assert new.log == [], "no offsets reached the new producer"
+
+
+async def test_a_transaction_whose_producer_cannot_start_stops_the_rebalance() -> None:
+    """faust swallows a producer's failed start: the partitions' previous owner would not be
+    fenced before the tables are recovered. A second try is made, then the worker stops."""
+    client = _Client()
+    manager = _manager(client)
+    producers = manager.producer._transaction_producers  # type: ignore[attr-defined]
+    starts: list[str] = []
+
+    async def maybe_begin_transaction(transactional_id: str) -> None:
+        starts.append(transactional_id)
+        if transactional_id == "txn-1":  # starts at the second try
+            producers[transactional_id] = client
+
+    manager.producer.maybe_begin_transaction = maybe_begin_transaction  # type: ignore[attr-defined]
+    await manager.ensure_producers(["txn-0", "txn-1"])
+    assert starts == ["txn-1"]
+    with pytest.raises(RuntimeError, match="txn-2"):
+        await manager.ensure_producers(["txn-0", "txn-2"])
