@@ -241,7 +241,7 @@ def worker_errors(folder: Path, most: int = 12) -> list[str]:
             if not isinstance(entry, dict) or entry.get("level") not in {"WARNING", "ERROR"}:
                 continue
             message = str(entry.get("message", ""))
-            if "GroupCoordinatorNotAvailable" in message or "begin_transaction" in message:
+            if "GroupCoordinatorNotAvailable" in message or "Invalid state transition" in message:
                 continue  # expected while a group forms and after each rebalance
             lines.append(f"{log_file.stem} {entry.get('time')} {message[:240]}")
     return lines[-most:]
