@@ -299,7 +299,7 @@ class SourcePartitionTransactionManager(TransactionManager):
             self._failed = fenced
             log.warning("producer fenced: %s", fenced)
             await self.app.crash(fenced)
-        except BaseException as exc:
+        except Exception as exc:
             self._failed = exc
             raise
         return True

@@ -121,10 +121,9 @@ async def consumption_left(
                 consumer.assign([tp])
                 consumer.seek(tp, committed or 0)
                 records = 0
-                while await consumer.position(tp) < ends[tp]:
-                    batch = await consumer.getmany(tp, timeout_ms=1000)
-                    if not batch:
-                        break
+                deadline = time.monotonic() + 10
+                while await consumer.position(tp) < ends[tp] and time.monotonic() < deadline:
+                    batch = await consumer.getmany(tp, timeout_ms=500)
                     records += sum(len(part) for part in batch.values())
                 if records:
                     left[f"{topic}[{tp.partition}]"] = (committed, ends[tp], records)
