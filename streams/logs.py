@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -42,11 +43,18 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None
 """Attributes every LogRecord has: anything else on a record is an extra."""
 
 _DIGIT_RUN = re.compile(r"[0-9０-９]+[XxＸｘ]?")
+_LONG_FRACTION = re.compile(r"(?<=[0-9][.])([0-9]{6})[0-9]+")
+"""The digits of a decimal fraction past the sixth: durations and ratios in logs ran long enough
+to look like phone or ID numbers and came out starred ("0.123*************78 s")."""
 
 
 def mask_personal_data(text: str) -> str:
-    """``text`` with resident ID numbers, phone numbers and other personal data masked."""
-    masked = mask_free_text(text)
+    """``text`` with resident ID numbers, phone numbers and other personal data masked.
+
+    Decimal fractions are cut to six digits first: a fraction is a measurement, and cutting takes
+    digits away, so nothing that was personal data can come back through it.
+    """
+    masked = mask_free_text(_LONG_FRACTION.sub(r"\1", text))
     if find_personal_data(masked):  # defence in depth: whatever the patterns above missed
         masked = _DIGIT_RUN.sub(
             lambda run: "*" * len(run[0]) if find_personal_data(run[0]) else run[0], masked
@@ -61,9 +69,10 @@ def _masked(value: Any) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int | float):
-        text = str(value)
+        # An ID number passed as a number is in its whole part; a fraction stays a number.
+        text = str(int(value)) if isinstance(value, float) and math.isfinite(value) else str(value)
         masked = mask_personal_data(text)
-        return value if masked == text else masked  # an ID number passed as an int
+        return value if masked == text else mask_personal_data(str(value))
     if isinstance(value, Mapping):
         return {str(key): _masked(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

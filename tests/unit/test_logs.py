@@ -108,6 +108,30 @@ def test_personal_data_in_the_message_is_masked(
     assert find_personal_data(entry["message"]) == []
 
 
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("commit took 0.123456789012345678 s", "commit took 0.123456 s"),
+        ("ratio 3.14159265358979 of the fleet", "ratio 3.141592 of the fleet"),
+        ("p99 845.123456789012 ms", "p99 845.123456 ms"),
+        # A fraction that reads like a mobile or an ID number is cut, not shown.
+        ("value 1.13812345678", "value 1.138123"),
+        (f"value 0.{RESIDENT_ID}", "value 0.371524"),
+        ("version 4.1.1 at 127.0.0.1:19092", "version 4.1.1 at 127.0.0.1:19092"),
+    ],
+)
+def test_decimal_fractions_are_cut_to_six_digits_not_starred(message: str, shown: str) -> None:
+    """Durations and ratios came out as '0.123*************78 s', unreadable for operators."""
+    entry = _line(_record(message))
+    assert entry["message"] == shown
+    assert find_personal_data(entry["message"]) == []
+
+
+def test_a_float_extra_stays_a_number() -> None:
+    entry = _line(_record("batch", seconds=0.12345678901234568, ratio=2 / 3))
+    assert (entry["seconds"], entry["ratio"]) == (0.12345678901234568, 2 / 3)
+
+
 def test_an_exception_traceback_is_masked() -> None:
     """The exception's message (and any frame quoting an ID) is masked; the traceback stays."""
     record = _record(
