@@ -56,6 +56,7 @@ from streams.ingest import DeadLetter, SourceRecord, dead_letter_value, disclosu
 from streams.logs import logging_config
 from streams.metrics import WorkerMetrics
 from streams.settings import Settings
+from streams.state import ExactlyOnceTable
 from streams.topics import (
     AUDIT_RECORDS_TOPIC,
     CREDIT_FACTS_TOPIC,
@@ -79,6 +80,8 @@ def create_app(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
         store=settings.store,
+        # Newly assigned table partitions start empty: nothing uncommitted survives in them.
+        Table=ExactlyOnceTable,
         processing_guarantee="exactly_once",
         datadir=str(settings.data_dir),
         topic_partitions=CREDIT_FACTS_TOPIC.partitions,

@@ -68,19 +68,28 @@ async def send_events(
 
 
 def start_worker(
-    bootstrap: str, app_id: str, prefix: str, folder: Path, name: str = "worker"
+    bootstrap: str,
+    app_id: str,
+    prefix: str,
+    folder: Path,
+    name: str = "worker",
+    *,
+    store: str = "memory://",
+    settings: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A real worker process (memory store) with its own web port, data folder and log."""
+    """A real worker process (memory store unless told) with its own web port, data folder
+    (``folder / name``) and log; ``settings`` are more ``CREDIT_*`` variables."""
     env = {
         **os.environ,
         "CREDIT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "CREDIT_APP_ID": app_id,
         "CREDIT_TOPIC_PREFIX": prefix,
-        "CREDIT_STORE": "memory://",
+        "CREDIT_STORE": store,
         "CREDIT_DATA_DIR": str(folder / name),
         "CREDIT_WORKER_WEB_PORT": str(free_port()),
         # Short sessions so that a killed worker's partitions move within seconds.
         "CREDIT_SESSION_TIMEOUT_SECONDS": "6",
+        **(settings or {}),
     }
     with (folder / f"{name}.log").open("ab") as log:
         return subprocess.Popen(
