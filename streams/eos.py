@@ -2,10 +2,10 @@
 
 faust's ``processing_guarantee="exactly_once"`` gives one transactional producer per source
 partition and commits a partition's consumer offsets inside that producer's transaction. Reading
-faust 0.15.3 shows eleven gaps that break the guarantee for this product's topology (and a
-twelfth that slows every recovery), so the product closes them here (gap 11 in
-streams/batching.py), by configuration and subclassing only (ANCHORS.md §B, issues #177 and
-#323):
+faust 0.15.3 shows twelve gaps that break the guarantee for this product's topology (and a
+thirteenth that slows every recovery), so the product closes them here (gap 11 in
+streams/batching.py, 12 in streams/state.py), by configuration and subclassing only (ANCHORS.md
+§B, issues #177 and #323):
 
 1. **Records go to the wrong transaction.** ``TransactionManager.send`` picks the transaction of
    the *destination* partition. A record re-keyed to another subject (a vehicle's violation
@@ -92,7 +92,12 @@ streams/batching.py), by configuration and subclassing only (ANCHORS.md §B, iss
    (fetched before the current rebalance, or while the flow is stopped), which marks its offset
    handled; the commit at the next rebalance or stop could go past it, and the partition's next
    owner starts after it. :func:`streams.batching.take_ready` does not ack it.
-12. **Every recovery waits about 10 s.** (Not a break of the guarantee, a pause of the worker.)
+12. **Local table state keeps what an aborted transaction wrote.** A key first written in a
+   transaction that aborted has no changelog record for recovery to put right; the events come
+   again, the ledger takes them for repeats, and what they raised is lost. RocksDB keeps such
+   writes across a restart on the same disk. Here a newly assigned table partition starts empty
+   (:mod:`streams.state`).
+13. **Every recovery waits about 10 s.** (Not a break of the guarantee, a pause of the worker.)
    faust's recovery runs until its offset reaches the changelog's high-water mark; a
    transactional changelog ends with a commit marker, which holds no record, so faust waited
    for two 5-second timeouts before its "Aborted tx until highwater" check let it end. Here the
@@ -545,7 +550,7 @@ class BatchAwareConsumer(DirectDeliveryConsumer):
             await super()._add_gap(tp, offset_from, offset_to - 1)
 
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
-        """Where the recovery of each changelog partition ends (gaps 4 and 12).
+        """Where the recovery of each changelog partition ends (gaps 4 and 13).
 
         The broker's last stable offsets (faust read -1 from a cache for a partition just
         handed over), brought back to just past each partition's last committed record: the
