@@ -97,6 +97,8 @@ SECTION_TITLE = "## Stream worker"
 COMMAND = "python bench/bench_worker.py"
 TARGET_EVENTS_PER_SECOND = 20_000
 TARGET_P99_SECONDS = 1.0
+TARGET_RATE = 1_000.0
+"""Events per second at which the issue sets the p99 target."""
 POLL_SECONDS = 0.1
 """How often the group's committed offsets are read while a worker runs."""
 TOP_FUNCTIONS = 25
@@ -1381,13 +1383,19 @@ lock waits included):
                     f"{ms(max(values))} | from its latest evidence event's send |"
                 )
         first = results.latencies[0]
-        p99 = percentile(first.latencies, 99)
+        # Judged at the issue's rate when it was run, else at the highest rate run.
+        defaults = [lat for lat in results.latencies if lat.setting == first.setting]
+        judged = next(
+            (lat for lat in defaults if lat.rate == TARGET_RATE),
+            max(defaults, key=lambda lat: lat.rate),
+        )
+        p99 = percentile(judged.latencies, 99)
         ok = "meets" if p99 < TARGET_P99_SECONDS else "misses"
         ok = f"one worker with the defaults {ok} it ({ms(p99)})"
         scaled = [
             lat
             for lat in results.latencies
-            if " workers," in lat.setting and lat.rate >= first.rate
+            if " workers," in lat.setting and lat.rate >= judged.rate
         ]
         for lat in scaled:
             scaled_p99 = percentile(lat.latencies, 99)
@@ -1409,7 +1417,7 @@ they caused.
             + "\n".join(rows)
             + f"""
 
-**Latency target** (p99 under {TARGET_P99_SECONDS:.0f} s at {first.rate:,.0f} events/s):
+**Latency target** (p99 under {TARGET_P99_SECONDS:.0f} s at {judged.rate:,.0f} events/s):
 {ok}. Where a worker cannot keep up with the rate, the
 latency is the backlog's queueing time and grows for as long as the rate lasts; below its
 capacity the floor is a batch window (up to 50 ms) per hop plus the transaction commit, which runs
