@@ -396,6 +396,9 @@ def on_repair(
 
 # --- publication of entries ---------------------------------------------------------------------
 
+OBJECTION_MARK = "存在异议，正在核查"
+"""What the website shows on a published entry while an objection against it is open."""
+
 _LIST_KINDS: Mapping[ListName, PublicationKind] = {
     ListName.BLACKLIST: PublicationKind.BLACKLIST,
     ListName.RED_LIST: PublicationKind.REDLIST,
@@ -584,7 +587,14 @@ class _Work:
             reason,
             record.evidence_event_ids,
         )
-        self.publications.append(self._entry_request(published, PublicationAction.PUBLISH, None))
+        self._publish_entry(key, published)
+
+    def _publish_entry(self, key: str, record: EntryRecord) -> None:
+        """Ask the website to show the entry as it is now (with its objection mark, if any)."""
+        request = self._entry_request(
+            record, PublicationAction.PUBLISH, None, disputed=self._disputed(key)
+        )
+        self.publications.append(request)
 
     def end(self, key: str, cause: EndCause, actor: str, reason: str) -> None:
         record = self.entries[key]
@@ -652,9 +662,22 @@ class _Work:
         return any(o.status.is_open and o.entry_key == key for o in self.objections.values())
 
     def _entry_request(
-        self, record: EntryRecord, action: PublicationAction, why: WithdrawalReason | None
+        self,
+        record: EntryRecord,
+        action: PublicationAction,
+        why: WithdrawalReason | None,
+        *,
+        disputed: bool = False,
     ) -> PublicationRequest:
         publish = action is PublicationAction.PUBLISH
+        fields = (
+            {"reason": public_reason(record.rule_id, self.policy), "rule_id": record.rule_id}
+            if publish
+            else {}
+        )
+        if publish and disputed:
+            # 存在异议的标注 (RULES.md §4: annotate and keep published, the policy's default).
+            fields["objection"] = OBJECTION_MARK
         due = self.calendar.add_working_days(self.today, 1)
         return PublicationRequest(
             publication_id=list_publication_id(self.subject, record.list_name, record.rule_id),
@@ -667,11 +690,7 @@ class _Work:
             deadline=due.due,
             deadline_provisional=due.provisional,
             source_event_id=record.evidence_event_ids[-1] if record.evidence_event_ids else "",
-            fields=(
-                {"reason": public_reason(record.rule_id, self.policy), "rule_id": record.rule_id}
-                if publish
-                else {}
-            ),
+            fields=fields,
             subject_name=_SHOWN_NAMES[self.subject.kind] if publish else "",
             subject_code=_shown_code(self.subject) if publish else "",
             plate=_shown_code(self.subject) if self.subject.kind is SubjectKind.VEHICLE else None,
@@ -708,6 +727,7 @@ class _Work:
                 f"filed against {self._target_name(fact)}",
                 (fact.event_id,),
             )
+            self._show_objection_mark(fact.entry_key)
             if self.today > respond_by:
                 self.pass_time()
             return
@@ -739,6 +759,7 @@ class _Work:
             (fact.event_id,),
         )
         if status is ObjectionStatus.REJECTED:
+            self._show_objection_mark(fact.entry_key)  # taken off, unless another is open
             self.pass_time()  # a notice that ended while disputed publishes now
             return
         if fact.target is ObjectionTarget.LIST_ENTRY and fact.entry_key is not None:
@@ -759,6 +780,12 @@ class _Work:
             self.publications.append(
                 self._decision_withdrawal(fact.decision_number, WithdrawalReason.OBJECTION_UPHELD)
             )
+
+    def _show_objection_mark(self, key: str | None) -> None:
+        """Publish a published entry again, with or without its objection mark as it is now."""
+        record = self.entries.get(key) if key is not None else None
+        if key is not None and record is not None and record.stage is EntryStage.PUBLISHED:
+            self._publish_entry(key, record)
 
     @staticmethod
     def _target_name(fact: ObjectionFact) -> str:

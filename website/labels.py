@@ -90,6 +90,7 @@ FIELD_LABELS: Final[Mapping[str, str]] = MappingProxyType(
         "list": "名单",
         "rule": "认定规则",
         "reason": "列入事由",
+        "objection": "异议状态",
         "since": "列入日期",
         "until": "移出日期",
         # common

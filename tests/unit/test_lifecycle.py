@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 from processors.disclosure import PublicationAction, PublicationKind, WithdrawalReason
 from processors.facts import ObjectionFact, RepairFact, ReviewFact, start_of_day
 from processors.identifiers import mask_identifier
-from processors.lifecycle import EntryStage, ObjectionStatus, RepairRejection, next_due
+from processors.lifecycle import (
+    OBJECTION_MARK,
+    EntryStage,
+    ObjectionStatus,
+    RepairRejection,
+    next_due,
+)
 from processors.lists import ListName
 from processors.model import (
     ChangeType,
@@ -198,6 +204,28 @@ def test_an_objection_upheld_after_publication_removes_the_entry_from_the_websit
         PublicationAction.WITHDRAW,
         WithdrawalReason.OBJECTION_UPHELD,
     )
+
+
+def test_a_published_entry_shows_an_open_objection_until_it_is_answered() -> None:
+    """RULES.md §4: annotate the disputed record and keep it published (存在异议的标注)."""
+    pipeline = tick(listed(), "2026-12-11")
+    published = len(pipeline.publications)
+    pipeline.deliver(vehicle(), objection(ObjectionAction.FILED, day="2026-12-14"))
+    marked = pipeline.publications[published:]
+    assert [(p.action, p.fields.get("objection")) for p in marked] == [
+        (PublicationAction.PUBLISH, OBJECTION_MARK)
+    ]
+    assert marked[0].revision > pipeline.publications[published - 1].revision
+    pipeline.deliver(vehicle(), objection(ObjectionAction.REJECTED, day="2026-12-16"))
+    (unmarked,) = pipeline.publications[published + 1 :]
+    assert unmarked.action is PublicationAction.PUBLISH and "objection" not in unmarked.fields
+    assert unmarked.fields["reason"] == marked[0].fields["reason"]
+    assert stage(pipeline) is EntryStage.PUBLISHED
+
+
+def test_an_objection_during_the_notice_publishes_nothing() -> None:
+    pipeline = listed().deliver(vehicle(), objection(ObjectionAction.FILED))
+    assert not entry_publications(pipeline), "the entry is not public yet: nothing to mark"
 
 
 def test_an_unanswered_objection_turns_overdue_after_ten_working_days() -> None:

@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 import pytest
 
+from processors.lifecycle import OBJECTION_MARK
 from website.labels import (
     FIELD_LABELS,
     field_label,
@@ -184,6 +185,27 @@ def test_detail_page_shows_labels_amounts_and_escaped_values() -> None:
     assert "<script>" not in page.split("</style>", 1)[1]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "2025-09-28 10:30" in page  # published 02:30 UTC is 10:30 in China
+
+
+def test_a_disputed_list_entry_shows_its_objection_mark() -> None:
+    """The lifecycle marks a published entry while an objection against it is open."""
+    entry = PublicationContent(
+        kind=Kind.BLACKLIST,
+        subject_name="车辆",
+        subject_code="鲁P12345",
+        plate="鲁P12345",
+        fields=MappingProxyType(
+            {"reason": "货运车辆1年内违法超限运输超过3次", "objection": OBJECTION_MARK}
+        ),
+        decision_date=date(2026, 12, 11),
+        publication_end=date(2028, 12, 10),
+        revision=2,
+    )
+    published = datetime(2026, 12, 14, 2, 30, tzinfo=UTC)
+    page = render_detail(StoredPublication("BL:1", entry, published, published, None, None))
+    text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert "异议状态 存在异议，正在核查" in text
+    assert text.index("列入事由") < text.index("异议状态")
 
 
 def test_every_page_carries_the_stylesheet_its_csp_allows() -> None:
