@@ -591,10 +591,7 @@ class _Work:
 
     def _publish_entry(self, key: str, record: EntryRecord) -> None:
         """Ask the website to show the entry as it is now (with its objection mark, if any)."""
-        request = self._entry_request(
-            record, PublicationAction.PUBLISH, None, disputed=self._disputed(key)
-        )
-        self.publications.append(request)
+        self.publications.append(self._entry_request(key, record, PublicationAction.PUBLISH, None))
 
     def end(self, key: str, cause: EndCause, actor: str, reason: str) -> None:
         record = self.entries[key]
@@ -626,7 +623,9 @@ class _Work:
                 EndCause.OBJECTION_UPHELD: WithdrawalReason.OBJECTION_UPHELD,
                 EndCause.SUPPORT_GONE: WithdrawalReason.REVOKED,
             }[cause]
-            self.publications.append(self._entry_request(ended, PublicationAction.WITHDRAW, why))
+            self.publications.append(
+                self._entry_request(key, ended, PublicationAction.WITHDRAW, why)
+            )
 
     def pass_time(self) -> None:
         for key, record in list(self.entries.items()):
@@ -661,13 +660,14 @@ class _Work:
     def _disputed(self, key: str) -> bool:
         return any(o.status.is_open and o.entry_key == key for o in self.objections.values())
 
+    def _objection_changes(self, key: str) -> int:
+        """How often objections against entry ``key`` changed state (filed: 1, answered: 2)."""
+        return sum(
+            1 if o.status.is_open else 2 for o in self.objections.values() if o.entry_key == key
+        )
+
     def _entry_request(
-        self,
-        record: EntryRecord,
-        action: PublicationAction,
-        why: WithdrawalReason | None,
-        *,
-        disputed: bool = False,
+        self, key: str, record: EntryRecord, action: PublicationAction, why: WithdrawalReason | None
     ) -> PublicationRequest:
         publish = action is PublicationAction.PUBLISH
         fields = (
@@ -675,7 +675,7 @@ class _Work:
             if publish
             else {}
         )
-        if publish and disputed:
+        if publish and self._disputed(key):
             # 存在异议的标注 (RULES.md §4: annotate and keep published, the policy's default).
             fields["objection"] = OBJECTION_MARK
         due = self.calendar.add_working_days(self.today, 1)
@@ -684,7 +684,12 @@ class _Work:
             action=action,
             kind=_LIST_KINDS[record.list_name],
             # The lifecycle's time only moves forward, so a later change has a higher revision.
-            revision=_revision(self.at, publish),
+            # Objection marks can change the entry at one lifecycle instant (a clock tick ahead
+            # of the processing time holds it still): each change of its objections counts one
+            # microsecond more, so every version the website gets has its own revision.
+            revision=_revision(
+                self.at + timedelta(microseconds=self._objection_changes(key)), publish
+            ),
             decision_date=record.published_on or self.today,
             # Local choice: the website shows a change of list by the next working day.
             deadline=due.due,

@@ -1,9 +1,10 @@
 """Issue 7, item 6: one vehicle's whole journey on the real broker, Redis, API and website.
 
 First violation → blacklist proposed (10 working days' notice) → objection filed, then rejected →
-the clock passes the notice → published → credit repair approved → removed. At each step the
-law-enforcement API (via the serving store in Redis) and the public website are checked, and at
-the end the audit topic gives the vehicle's full history. The clock is the test's: the worker's
+the clock passes the notice → published → another objection marks the public page until it is
+rejected → credit repair approved → removed. At each step the law-enforcement API (via the
+serving store in Redis) and the public website are checked, and at the end the audit topic gives
+the vehicle's full history. The clock is the test's: the worker's
 timer is off and the test sends ticks (``streams/clock.py``).
 """
 
@@ -27,7 +28,7 @@ from api.app import create_api_app
 from api.auth import ApiKey, KeyRegistry, Scope, hash_key
 from api.store import StoreReader
 from processors.disclosure import publication_id_for
-from processors.lifecycle import list_publication_id
+from processors.lifecycle import OBJECTION_MARK, list_publication_id
 from processors.lists import ListName
 from processors.model import (
     InputEvent,
@@ -53,6 +54,7 @@ from tests.integration.pipeline_support import (
 )
 from tests.integration.serving_helpers import Topics, eventually, resident_id, start_sink, uscc
 from tests.unit.credit_support import penalty
+from website.pages import detail_path
 
 pytestmark = pytest.mark.integration
 
@@ -83,10 +85,12 @@ def _penalties() -> list[InputEvent]:
     ]
 
 
-def _objection(action: ObjectionAction, at: datetime) -> Objection:
+def _objection(
+    action: ObjectionAction, at: datetime, objection_id: str = "journey-objection"
+) -> Objection:
     return Objection(
-        event_id=f"journey-o-{action.value}",
-        objection_id="journey-objection",
+        event_id=f"{objection_id}-{action.value}",
+        objection_id=objection_id,
         action=action,
         subject_kind=SubjectKind.VEHICLE,
         target=ObjectionTarget.LIST_ENTRY,
@@ -252,6 +256,29 @@ async def test_a_vehicle_from_first_violation_to_repair_and_removal(
             "website /blacklist shows the plate"
         )
 
+        # 4b. An objection against the published entry: the public page carries the mark while
+        # it is open (RULES.md §4, annotate and keep published), and loses it once rejected.
+        def entry_page() -> str:
+            return httpx.get(f"{website_process.url}{detail_path(entry_id)}", timeout=5).text
+
+        await send_events(
+            bootstrap,
+            prefix,
+            [_objection(ObjectionAction.FILED, datetime.now(UTC), "journey-objection-2")],
+        )
+        await _poll(lambda: _async(OBJECTION_MARK in entry_page()), "the website's objection mark")
+        assert website_status(entry_id) == "published"
+        await send_events(
+            bootstrap,
+            prefix,
+            [_objection(ObjectionAction.REJECTED, datetime.now(UTC), "journey-objection-2")],
+        )
+        await _poll(
+            lambda: _async(OBJECTION_MARK not in entry_page() and PLATE in entry_page()),
+            "the mark taken off",
+        )
+        shown.append("4b objection against the published entry: website marks it, then not")
+
         # 5. Credit repair of the first decision (3 months of publication are over): removed.
         repair = RepairApplication(
             event_id="journey-repair",
@@ -288,6 +315,11 @@ async def test_a_vehicle_from_first_violation_to_repair_and_removal(
             ("objection:journey-objection", "OPEN"),
             ("objection:journey-objection", "REJECTED"),
             ("entry:BLACKLIST:overload.vehicle", "published"),
+            ("objection:journey-objection-2", "OPEN"),
+            # Filed on today's date with the clock already at PUBLISH_TICK: its answer was due
+            # ten working days after today, so it is overdue at once.
+            ("objection:journey-objection-2", "OVERDUE"),
+            ("objection:journey-objection-2", "REJECTED"),
             ("repair:journey-repair-1", "APPROVED"),
             ("decision:东交罚〔journey-p1〕", "set_aside"),
             ("entry:BLACKLIST:overload.vehicle", "removed"),

@@ -223,6 +223,23 @@ def test_a_published_entry_shows_an_open_objection_until_it_is_answered() -> Non
     assert stage(pipeline) is EntryStage.PUBLISHED
 
 
+def test_each_version_of_an_entry_gets_a_higher_revision_at_one_lifecycle_instant() -> None:
+    """A clock tick ahead of the processing time holds the lifecycle's time still; the website
+    keeps one answer per (publication, revision, action), so a mark sent at the same revision as
+    the publication was never shown."""
+    pipeline = tick(listed(), "2027-01-20")
+    pipeline.deliver(vehicle(), objection(ObjectionAction.FILED, "O-2", day="2026-12-14"))
+    pipeline.deliver(vehicle(), objection(ObjectionAction.REJECTED, "O-2", day="2026-12-15"))
+    versions = [
+        (p.revision, "objection" in p.fields)
+        for p in pipeline.publications
+        if p.kind is PublicationKind.BLACKLIST and p.plate
+    ]
+    assert [marked for _, marked in versions] == [False, True, False]
+    revisions = [revision for revision, _ in versions]
+    assert revisions == sorted(set(revisions)), "strictly increasing"
+
+
 def test_an_objection_during_the_notice_publishes_nothing() -> None:
     pipeline = listed().deliver(vehicle(), objection(ObjectionAction.FILED))
     assert not entry_publications(pipeline), "the entry is not public yet: nothing to mark"
