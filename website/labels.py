@@ -161,12 +161,19 @@ def format_value(code: str, value: FieldValue) -> str:
     return str(value)
 
 
+NOT_SHOWN: Final = frozenset({"rule_id"})
+"""Fields kept with a publication but not shown: a list entry's rule as the back end names it
+(``overload.vehicle``); the page shows the rule's Chinese reason (列入事由) instead."""
+
+
 def labelled_fields(fields: Mapping[str, FieldValue]) -> list[tuple[str, str]]:
-    """``(label, shown value)`` of every non-empty field, in display order."""
+    """``(label, shown value)`` of every non-empty field that is shown, in display order."""
     known = len(_ORDER)
     ordered = sorted(fields, key=lambda code: (_ORDER.get(code, known), code))
     rows = []
     for code in ordered:
+        if code in NOT_SHOWN:
+            continue
         shown = format_value(code, fields[code])
         if shown.strip():
             rows.append((field_label(code), shown))

@@ -208,6 +208,14 @@ def test_a_disputed_list_entry_shows_its_objection_mark() -> None:
     assert text.index("列入事由") < text.index("异议状态")
 
 
+def test_a_list_entry_s_rule_id_is_kept_but_not_shown() -> None:
+    """The public page is Chinese: the rule's reason is shown, not its back-end id."""
+    rows = labelled_fields(
+        {"reason": "货运车辆1年内违法超限运输超过3次", "rule_id": "overload.vehicle"}
+    )
+    assert rows == [("列入事由", "货运车辆1年内违法超限运输超过3次")]
+
+
 def test_every_page_carries_the_stylesheet_its_csp_allows() -> None:
     """The inline stylesheet's SHA-256 is the one style source of the CSP."""
     pages = [
