@@ -12,7 +12,12 @@ import pytest
 from aiokafka.partitioner import murmur2
 from faust.types import TP
 
-from streams.eos import SourcePartitionTransactionManager, _send_in_record_batches, _settle
+from streams.eos import (
+    BatchAwareConsumer,
+    SourcePartitionTransactionManager,
+    _send_in_record_batches,
+    _settle,
+)
 
 TOPIC = "credit-snapshots"
 
@@ -295,3 +300,28 @@ async def test_a_transaction_whose_producer_cannot_start_stops_the_rebalance() -
     assert starts == ["txn-1"]
     with pytest.raises(RuntimeError, match="txn-2"):
         await manager.ensure_producers(["txn-0", "txn-2"])
+
+
+async def test_the_last_commit_before_a_stop_waits_for_the_running_ones() -> None:
+    """faust skips the last commit when nothing new was acked; a background commit then
+    outlived the worker's place in the group. The stop now waits for it."""
+    client = _Client()
+    manager = _manager(client)
+    client.commit_gate = asyncio.Event()
+    await manager.commit({TP(TOPIC, 0): 10})  # from the timer: running in the background
+    consumer = BatchAwareConsumer.__new__(BatchAwareConsumer)
+    consumer.transactions = manager
+    asked: list[dict[str, Any]] = []
+
+    async def commit(**kwargs: Any) -> bool:  # faust's part: nothing new to commit
+        asked.append(kwargs)
+        return False
+
+    consumer.commit = commit  # type: ignore[method-assign]
+    ending = asyncio.ensure_future(consumer.commit_and_end_transactions())
+    await asyncio.sleep(0.02)
+    assert not ending.done() and asked == []
+    client.commit_gate.set()
+    await asyncio.wait_for(ending, timeout=1)
+    assert asked == [{"start_new_transaction": False}]
+    assert client.log == ["offsets [0]", "commit", "begin"]
