@@ -6,7 +6,7 @@ place. Then the list outcome must equal the pure rules' reference, with no trigg
 round that differs prints the same report as the fault tests. It hunts rare handover races that a
 single run of ``test_worker_faults.py`` seldom meets (README, "Handover loss in CI").
 
-    python -m tests.integration.handover_stress --rounds 10 --folder /tmp/handover-stress
+    python -m tests.integration.handover_stress --rounds 10 --folder .run/handover-stress
 """
 
 from __future__ import annotations
