@@ -19,7 +19,7 @@ keeps them to one record per subject.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from typing import Any
 
 import faust
@@ -28,28 +28,31 @@ from faust.types import TP
 from streams.clock import subject_partition
 
 
-def discard_partition(store: Any, partition: int, partition_of: Callable[[Any], int]) -> int:
-    """Remove every key of ``partition`` from a table's store; returns how many were removed.
+def discard_partitions(store: Any, partitions: Set[int], partition_of: Callable[[Any], int]) -> int:
+    """Remove every key of ``partitions`` from a table's store; returns how many were removed.
 
     A RocksDB store holds one database per partition (with faust's persisted offset in it); the
-    memory store is one mapping, where ``partition_of`` tells a key's partition.
+    memory store is one mapping, read once, where ``partition_of`` tells a key's partition.
     """
     db_for_partition = getattr(store, "_db_for_partition", None)
     if db_for_partition is None:
         data = store.data
-        keys = [key for key in data if partition_of(key) == partition]
+        keys = [key for key in data if partition_of(key) in partitions]
         for key in keys:
             del data[key]
         return len(keys)
-    db = db_for_partition(partition)
-    keys = list(db.keys())
-    for key in keys:
-        db.delete(key)
+    removed = 0
+    for partition in partitions:
+        db = db_for_partition(partition)
+        keys = list(db.keys())
+        for key in keys:
+            db.delete(key)
+        removed += len(keys)
     key_index = getattr(store, "_key_index", None)
     if key_index is not None:
-        for key in [key for key, at in key_index.items() if at == partition]:
+        for key in [key for key, at in key_index.items() if at in partitions]:
             del key_index[key]
-    return len(keys)
+    return removed
 
 
 class ExactlyOnceTable(faust.Table[Any, Any]):
@@ -68,16 +71,19 @@ class ExactlyOnceTable(faust.Table[Any, Any]):
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         changelogs = self.changelog_topic.topics
         standbys = self.app.assignor.assigned_standbys()
+        fresh = {
+            tp.partition for tp in newly_assigned if tp.topic in changelogs and tp not in standbys
+        }
+        if not fresh:
+            return
         partitions = self.partitions or self.app.conf.topic_partitions
-        for tp in newly_assigned:
-            if tp.topic in changelogs and tp not in standbys:
-                discarded = discard_partition(
-                    self.data, tp.partition, lambda key: subject_partition(key, partitions)
-                )
-                if discarded:
-                    self.log.info(
-                        "%s partition %d: %d local keys discarded before recovery",
-                        self.name,
-                        tp.partition,
-                        discarded,
-                    )
+        discarded = discard_partitions(
+            self.data, fresh, lambda key: subject_partition(key, partitions)
+        )
+        if discarded:
+            self.log.info(
+                "%s partitions %s: %d local keys discarded before recovery",
+                self.name,
+                sorted(fresh),
+                discarded,
+            )
