@@ -48,8 +48,8 @@ class DirectDeliveryConsumer(AIOKafkaConsumer):
         return not any(channel.queue.full() for channel in channels)
 
     def _buffered_sends(self, buffer: Any) -> int:
-        # ``ProducerBuffer.size`` reads a faust setting on every call (1% of the worker's CPU
-        # when asked per record); unthreaded, the size is that of its queue of pending sends.
+        # ``ProducerBuffer.size`` reads a faust setting on every call, here once per record;
+        # unthreaded, the size is that of its queue of pending sends.
         threaded = self._producer_threaded
         if threaded is None:
             threaded = self._producer_threaded = bool(self.app.conf.producer_threaded)

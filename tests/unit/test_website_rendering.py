@@ -189,20 +189,12 @@ def test_detail_page_shows_labels_amounts_and_escaped_values() -> None:
 
 def test_a_disputed_list_entry_shows_its_objection_mark() -> None:
     """The lifecycle marks a published entry while an objection against it is open."""
-    entry = PublicationContent(
-        kind=Kind.BLACKLIST,
-        subject_name="车辆",
-        subject_code="鲁P12345",
-        plate="鲁P12345",
-        fields=MappingProxyType(
-            {"reason": "货运车辆1年内违法超限运输超过3次", "objection": OBJECTION_MARK}
-        ),
-        decision_date=date(2026, 12, 11),
-        publication_end=date(2028, 12, 10),
-        revision=2,
+    fields = {"reason": "货运车辆1年内违法超限运输超过3次", "objection": OBJECTION_MARK}
+    stored = _stored()
+    entry = dataclasses.replace(
+        stored.content, kind=Kind.BLACKLIST, fields=MappingProxyType(fields)
     )
-    published = datetime(2026, 12, 14, 2, 30, tzinfo=UTC)
-    page = render_detail(StoredPublication("BL:1", entry, published, published, None, None))
+    page = render_detail(dataclasses.replace(stored, content=entry))
     text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
     assert "异议状态 存在异议，正在核查" in text
     assert text.index("列入事由") < text.index("异议状态")
